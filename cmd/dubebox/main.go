@@ -1,0 +1,237 @@
+// Command dubebox serves the DubeBox HTTP API over Redis.
+//
+// With the single argument "healthcheck" it instead asks the server on
+// HTTP_ADDR for /healthz and exits 0 when it answers 200: the container image
+// has no shell or curl, so its health check is the binary itself.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/dubebox/dubebox/internal/api"
+	"github.com/dubebox/dubebox/internal/config"
+	"github.com/dubebox/dubebox/internal/store"
+	"github.com/dubebox/dubebox/observability"
+	"github.com/redis/go-redis/extra/redisotel/v9"
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+	"go.uber.org/zap"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, nil)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dubebox:", err)
+		if config.IsConfigError(err) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+// run starts the service and blocks until ctx ends, then shuts it down. When
+// ready is not nil it receives the listening address once the server
+// accepts connections (tests listen on :0).
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer, ready chan<- string) error {
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	if len(args) == 1 && args[0] == "healthcheck" {
+		return healthcheck(ctx, cfg.HTTPAddr)
+	}
+	if len(args) > 0 {
+		return &config.Error{Var: "arguments", Value: fmt.Sprint(args), Reason: "the only argument accepted is healthcheck"}
+	}
+
+	log := observability.NewLogger(stdout, cfg.LogLevel, cfg.LogFormat)
+	defer func() { _ = log.Sync() }()
+	log.Info("starting dubebox", zap.String("version", version), zap.Any("config", cfg.Fields()))
+
+	tp, err := observability.NewTracerProvider(ctx, observability.TracingConfig{
+		ServiceName: cfg.ServiceName, Version: version,
+		Exporter: cfg.TraceExporter, Protocol: cfg.OTLPProtocol, Console: stdout,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Flush the spans still batched, with a bound of its own: the
+		// run context is already over by now.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tp.Shutdown(sctx); err != nil {
+			log.Warn("flushing spans", zap.Error(err))
+		}
+	}()
+
+	metrics := observability.NewMetrics(version)
+
+	rdb := redis.NewUniversalClient(redisOptions(cfg))
+	defer func() { _ = rdb.Close() }()
+	if err := redisotel.InstrumentTracing(rdb,
+		redisotel.WithTracerProvider(tp),
+		// Statements hold keys and values; values must never reach a span.
+		redisotel.WithDBStatement(false),
+		// The caller's file and line cost a stack walk per command and tell
+		// nothing here: every command comes from the store.
+		redisotel.WithCallerEnabled(false),
+	); err != nil {
+		return fmt.Errorf("redis tracing: %w", err)
+	}
+	rdb.AddHook(observability.NewRedisHook(metrics, log))
+	metrics.Registry.MustRegister(observability.NewPoolCollector(rdb.PoolStats))
+
+	st := store.New(rdb, cfg.KeyPrefix, cfg.RedisTimeout, metrics)
+	if err := st.Ping(ctx); err != nil {
+		// Start anyway: /readyz says 503 until Redis answers, and go-redis
+		// reconnects by itself.
+		log.Warn("redis is not answering yet; serving 503 until it does",
+			zap.String("redis_addr", cfg.RedisAddr), zap.Error(err))
+	}
+
+	handler := api.New(api.Config{
+		ServiceName:   cfg.ServiceName,
+		Version:       version,
+		MaxKeyBytes:   cfg.MaxKeyBytes,
+		MaxValueBytes: cfg.MaxValueBytes,
+		APIToken:      cfg.APIToken,
+	}, api.Deps{Store: st, Log: log, Metrics: metrics, TracerProvider: tp})
+
+	if cfg.PprofAddr != "" {
+		go servePprof(ctx, cfg.PprofAddr, log)
+	}
+	return serve(ctx, cfg, handler, log, ready)
+}
+
+func redisOptions(cfg config.Config) *redis.UniversalOptions {
+	opts := &redis.UniversalOptions{
+		Addrs:        []string{cfg.RedisAddr},
+		Username:     cfg.RedisUsername,
+		Password:     cfg.RedisPassword,
+		DB:           cfg.RedisDB,
+		DialTimeout:  cfg.RedisTimeout,
+		ReadTimeout:  cfg.RedisTimeout,
+		WriteTimeout: cfg.RedisTimeout,
+		PoolSize:     cfg.RedisPoolSize,
+		PoolTimeout:  cfg.RedisPoolTimeout,
+		// Honour the per-call deadline the store sets, so a stalled Redis
+		// costs a request REDIS_TIMEOUT and no more.
+		ContextTimeoutEnabled: true,
+		// One pool: REDIS_POOL_SIZE is then the real bound on connections,
+		// pipelines included.
+		PipelinePoolSize: -1,
+		// CLIENT SETINFO and CLIENT MAINT_NOTIFICATIONS cost a round trip per
+		// new connection, and Redis 7.0 refuses both.
+		DisableIdentity:          true,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	}
+	if cfg.RedisTLS {
+		opts.TLSConfig = tlsConfig(cfg.RedisAddr)
+	}
+	return opts
+}
+
+func tlsConfig(addr string) *tls.Config {
+	host, _, _ := net.SplitHostPort(addr)
+	return &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+}
+
+// serve listens first, so that a bad address fails at once and :0 works,
+// then serves until ctx ends and shuts down within SHUTDOWN_TIMEOUT.
+func serve(ctx context.Context, cfg config.Config, handler http.Handler, log *zap.Logger, ready chan<- string) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          zap.NewStdLog(log.Named("http.server")),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("listening", zap.String("addr", ln.Addr().String()))
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", zap.Duration("timeout", cfg.ShutdownTimeout))
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http server: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func servePprof(ctx context.Context, addr string, log *zap.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	log.Info("pprof listening", zap.String("addr", addr))
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("pprof server", zap.Error(err))
+	}
+}
+
+// healthcheck asks the local server for /healthz.
+func healthcheck(ctx context.Context, addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort("127.0.0.1", port)+"/healthz", nil)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: /healthz answered %d", resp.StatusCode)
+	}
+	return nil
+}

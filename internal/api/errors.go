@@ -1,0 +1,138 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/dubebox/dubebox/internal/store"
+	"github.com/dubebox/dubebox/observability"
+	"github.com/gin-gonic/gin"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// The error codes of the API: a contract with clients, the docs and the
+// dashboards. Each has one HTTP status, in statusOf.
+const (
+	CodeInvalidArgument     = "invalid_argument"
+	CodeUnauthorized        = "unauthorized"
+	CodeNotFound            = "not_found"
+	CodeMethodNotAllowed    = "method_not_allowed"
+	CodeWrongType           = "wrong_type"
+	CodeNotInteger          = "not_integer"
+	CodePayloadTooLarge     = "payload_too_large"
+	CodeInsufficientStorage = "insufficient_storage"
+	CodeUnavailable         = "unavailable"
+	CodeTimeout             = "timeout"
+	CodeInternal            = "internal"
+)
+
+var statusOf = map[string]int{
+	CodeInvalidArgument:     http.StatusBadRequest,
+	CodeUnauthorized:        http.StatusUnauthorized,
+	CodeNotFound:            http.StatusNotFound,
+	CodeMethodNotAllowed:    http.StatusMethodNotAllowed,
+	CodeWrongType:           http.StatusConflict,
+	CodeNotInteger:          http.StatusConflict,
+	CodePayloadTooLarge:     http.StatusRequestEntityTooLarge,
+	CodeInsufficientStorage: http.StatusInsufficientStorage,
+	CodeUnavailable:         http.StatusServiceUnavailable,
+	CodeTimeout:             http.StatusGatewayTimeout,
+	CodeInternal:            http.StatusInternalServerError,
+}
+
+// Error is an error the API answers as it is: its code picks the status, its
+// message is shown to the client. Validation failures are made as Errors;
+// store errors are turned into Errors by fromStore.
+type Error struct {
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+func invalid(msg string) *Error  { return &Error{Code: CodeInvalidArgument, Message: msg} }
+func tooLarge(msg string) *Error { return &Error{Code: CodePayloadTooLarge, Message: msg} }
+
+// storeErrors maps the store's sentinels to what the client is told. The
+// messages say what happened without internals (addresses, Redis replies).
+var storeErrors = []struct {
+	err error
+	api Error
+}{
+	{store.ErrNotFound, Error{CodeNotFound, "the key, or the hash field, does not exist"}},
+	{store.ErrWrongType, Error{CodeWrongType, "the key holds another type: use the /v1/kv routes for strings and /v1/hash for hashes"}},
+	{store.ErrNotInteger, Error{CodeNotInteger, "the value is not an integer, or the increment would overflow a 64-bit integer"}},
+	{store.ErrInsufficientStorage, Error{CodeInsufficientStorage, "the store is full and refuses writes; reads still work"}},
+	{store.ErrTimeout, Error{CodeTimeout, "the store did not answer in time"}},
+	{store.ErrUnavailable, Error{CodeUnavailable, "the store is unavailable; retry shortly"}},
+}
+
+// errorBody is the one shape of every error response.
+type errorBody struct {
+	Error     errorDetail `json:"error"`
+	RequestID string      `json:"request_id"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// respond is the one place where an error becomes an HTTP response. API
+// errors are answered as they are; store errors by their sentinel; anything
+// else is logged in full and answered as a bare 500. Failures of Redis itself
+// (503, 504, 507) are logged at warn with the underlying error. Errors the
+// API made itself (validation, auth) are only in the access log.
+func (h *handler) respond(c *gin.Context, err error) {
+	apiErr := toAPIError(err)
+	status := statusOf[apiErr.Code]
+	var made *Error
+	if !errors.As(err, &made) {
+		switch status {
+		case http.StatusInternalServerError:
+			h.logFailure(c, zapcore.ErrorLevel, err)
+		case http.StatusServiceUnavailable, http.StatusGatewayTimeout, http.StatusInsufficientStorage:
+			h.logFailure(c, zapcore.WarnLevel, err)
+		}
+	}
+	switch status {
+	case http.StatusServiceUnavailable:
+		c.Header("Retry-After", "1")
+	case http.StatusUnauthorized:
+		c.Header("WWW-Authenticate", `Bearer realm="dubebox"`)
+	}
+	c.AbortWithStatusJSON(status, errorBody{
+		Error:     errorDetail{Code: apiErr.Code, Message: apiErr.Message},
+		RequestID: observability.RequestID(c),
+	})
+}
+
+// toAPIError maps any error to what the client is told.
+func toAPIError(err error) Error {
+	var apiErr *Error
+	if errors.As(err, &apiErr) {
+		return *apiErr
+	}
+	for _, se := range storeErrors {
+		if errors.Is(err, se.err) {
+			return se.api
+		}
+	}
+	return Error{Code: CodeInternal, Message: internalMessage}
+}
+
+const internalMessage = "internal error; quote the request_id when reporting it"
+
+func (h *handler) logFailure(c *gin.Context, level zapcore.Level, err error) {
+	ce := h.log.Check(level, "request failed")
+	if ce == nil {
+		return
+	}
+	fields := append([]zap.Field{
+		zap.Error(err),
+		zap.String("route", c.FullPath()),
+		zap.String("request_id", observability.RequestID(c)),
+	}, observability.TraceFields(c.Request.Context())...)
+	ce.Write(fields...)
+}

@@ -1,0 +1,82 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The store's sentinel errors. Every error it returns wraps exactly one of
+// them (or is an unexpected internal error), so the HTTP layer can map them to
+// a status without knowing anything about Redis.
+var (
+	// ErrNotFound means the key, or the hash field, does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrWrongType means the key holds another type: a string route on a hash
+	// or the reverse.
+	ErrWrongType = errors.New("key holds another type")
+	// ErrNotInteger means an increment met a value that is not an integer, or
+	// would overflow a 64-bit integer.
+	ErrNotInteger = errors.New("value is not an integer or would overflow")
+	// ErrUnavailable means Redis could not be reached (refused, reset, loading,
+	// authentication failed, or no pooled connection within the pool timeout).
+	ErrUnavailable = errors.New("redis unavailable")
+	// ErrTimeout means a Redis call did not finish within REDIS_TIMEOUT.
+	ErrTimeout = errors.New("redis call timed out")
+	// ErrInsufficientStorage means Redis refused a write because it reached
+	// maxmemory under the noeviction policy.
+	ErrInsufficientStorage = errors.New("redis is out of memory")
+)
+
+// wrap turns a go-redis error into one of the sentinels, keeping the original
+// for the logs. op names the store operation, never the key or the value.
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w: %w", op, classify(err), err)
+}
+
+// classify picks the sentinel for a go-redis error. Reply errors are matched
+// on Redis's stable error prefixes.
+func classify(err error) error {
+	var netErr net.Error
+	switch {
+	case errors.Is(err, redis.Nil):
+		return ErrNotFound
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return ErrTimeout
+	case errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrClosed):
+		return ErrUnavailable
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		msg := rerr.Error()
+		switch {
+		case strings.HasPrefix(msg, "WRONGTYPE"):
+			return ErrWrongType
+		case strings.HasPrefix(msg, "OOM"):
+			return ErrInsufficientStorage
+		case strings.Contains(msg, "not an integer"), strings.Contains(msg, "overflow"):
+			return ErrNotInteger
+		case strings.HasPrefix(msg, "LOADING"), strings.HasPrefix(msg, "NOAUTH"),
+			strings.HasPrefix(msg, "WRONGPASS"), strings.HasPrefix(msg, "MASTERDOWN"),
+			strings.HasPrefix(msg, "BUSY"), strings.HasPrefix(msg, "TRYAGAIN"),
+			strings.HasPrefix(msg, "CLUSTERDOWN"), strings.HasPrefix(msg, "READONLY"):
+			return ErrUnavailable
+		}
+		return errInternal
+	}
+	// Anything else that is not a reply is the connection failing: refused,
+	// reset, EOF or a closed pool.
+	return ErrUnavailable
+}
+
+// errInternal marks a Redis reply the store did not expect. It is not
+// exported: callers see it as "none of the sentinels", which the HTTP layer
+// answers with 500.
+var errInternal = errors.New("unexpected redis reply")

@@ -1,0 +1,314 @@
+// Package store keeps DubeBox's strings and hashes in Redis. It owns the key
+// prefix, the per-call timeout and the translation of Redis replies into the
+// sentinel errors of errors.go. Every operation touches exactly one key, so
+// the store runs unchanged on Redis Cluster or behind Sentinel.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// NoExpiry is the TTL reported for a key that never expires, as Redis's own
+// TTL command reports it.
+const NoExpiry = -1 * time.Second
+
+// LookupRecorder is told the outcome of every read, so that a hit ratio can
+// be drawn. The observability package implements it with a Prometheus
+// counter; tests may pass their own.
+type LookupRecorder interface {
+	Lookup(operation string, hit bool)
+}
+
+// The read operations named to a LookupRecorder.
+const (
+	OpGet     = "get"
+	OpTTL     = "ttl"
+	OpHGetAll = "hgetall"
+	OpHGet    = "hget"
+)
+
+// Store is the Redis-backed key-value store. It is safe for concurrent use.
+type Store struct {
+	rdb     redis.UniversalClient
+	prefix  string
+	timeout time.Duration
+	lookups LookupRecorder
+}
+
+// New returns a Store that keeps every key under prefix and bounds every
+// call by timeout. lookups may be nil.
+func New(rdb redis.UniversalClient, prefix string, timeout time.Duration, lookups LookupRecorder) *Store {
+	return &Store{rdb: rdb, prefix: prefix, timeout: timeout, lookups: lookups}
+}
+
+// String is a string value with its remaining time to live (NoExpiry when it
+// has none).
+type String struct {
+	Value string
+	TTL   time.Duration
+}
+
+// Hash is a hash's fields with its remaining time to live.
+type Hash struct {
+	Fields map[string]string
+	TTL    time.Duration
+}
+
+func (s *Store) key(k string) string { return s.prefix + k }
+
+func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
+}
+
+func (s *Store) lookup(op string, err error) {
+	if s.lookups == nil {
+		return
+	}
+	switch {
+	case err == nil:
+		s.lookups.Lookup(op, true)
+	case errors.Is(err, ErrNotFound):
+		s.lookups.Lookup(op, false)
+	}
+}
+
+// Ping checks that Redis answers, for the readiness probe.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	return wrap("ping", s.rdb.Ping(ctx).Err())
+}
+
+// Get returns a string and its TTL in one round trip (a pipeline of GET and
+// PTTL).
+func (s *Store) Get(ctx context.Context, key string) (String, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	k := s.key(key)
+	var get *redis.StringCmd
+	var pttl *redis.DurationCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.Get(ctx, k)
+		pttl = p.PTTL(ctx, k)
+		return nil
+	})
+	if err == nil || errors.Is(err, redis.Nil) {
+		err = get.Err()
+	}
+	if err != nil {
+		err = wrap("get", err)
+		s.lookup(OpGet, err)
+		return String{}, err
+	}
+	s.lookup(OpGet, nil)
+	return String{Value: get.Val(), TTL: remaining(pttl.Val())}, nil
+}
+
+// Set stores a string, replacing any string at key and its TTL. A zero ttl
+// means no expiry. A key that holds a hash is left alone and ErrWrongType
+// returned: SET's GET option makes Redis itself refuse, in the same command.
+func (s *Store) Set(ctx context.Context, key, value string, ttl time.Duration) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	err := s.rdb.SetArgs(ctx, s.key(key), value, redis.SetArgs{TTL: ttl, Get: true}).Err()
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	return wrap("set", err)
+}
+
+// Incr adds by to the integer at key (created as 0 when missing) and returns
+// the result.
+func (s *Store) Incr(ctx context.Context, key string, by int64) (int64, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	n, err := s.rdb.IncrBy(ctx, s.key(key), by).Result()
+	return n, wrap("incr", err)
+}
+
+// Delete removes the string at key.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	_, err := s.typed(ctx, key, "string", "del", 0)
+	return err
+}
+
+// TTL returns the string's remaining time to live.
+func (s *Store) TTL(ctx context.Context, key string) (time.Duration, error) {
+	d, err := s.typed(ctx, key, "string", "pttl", 0)
+	s.lookup(OpTTL, err)
+	return d, err
+}
+
+// Expire sets the string's time to live and returns it.
+func (s *Store) Expire(ctx context.Context, key string, ttl time.Duration) (time.Duration, error) {
+	return s.typed(ctx, key, "string", "pexpire", ttl)
+}
+
+// Persist removes the string's time to live.
+func (s *Store) Persist(ctx context.Context, key string) (time.Duration, error) {
+	return s.typed(ctx, key, "string", "persist", 0)
+}
+
+// typedScript runs one key operation only when the key holds the expected
+// type, in one atomic round trip: -2 means missing, -3 another type, else it
+// returns the key's PTTL after the operation (or DEL's count).
+var typedScript = redis.NewScript(`
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t == 'none' then return -2 end
+if t ~= ARGV[1] then return -3 end
+local op = ARGV[2]
+if op == 'del' then return redis.call('DEL', KEYS[1]) end
+if op == 'pexpire' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+if op == 'persist' then redis.call('PERSIST', KEYS[1]) end
+return redis.call('PTTL', KEYS[1])
+`)
+
+func (s *Store) typed(ctx context.Context, key, typ, op string, ttl time.Duration) (time.Duration, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	n, err := typedScript.Run(ctx, s.rdb, []string{s.key(key)}, typ, op, ttl.Milliseconds()).Int64()
+	switch {
+	case err != nil:
+		return 0, wrap(op, err)
+	case n == -2:
+		return 0, wrap(op, redis.Nil)
+	case n == -3:
+		return 0, ErrWrongType
+	}
+	return remaining(time.Duration(n) * time.Millisecond), nil
+}
+
+// remaining turns PTTL's reply into the store's convention: NoExpiry for a key
+// without one, else the remaining time.
+func remaining(d time.Duration) time.Duration {
+	if d < 0 {
+		return NoExpiry
+	}
+	return d
+}
+
+// maxTxRetries bounds optimistic-lock retries of a hash write that raced
+// with another client.
+const maxTxRetries = 3
+
+// HSet writes fields into the hash at key and, when ttl is positive, sets
+// its expiry, in one MULTI/EXEC; it returns every field after the write. The
+// key is WATCHed and its type checked first, so a string is never touched.
+func (s *Store) HSet(ctx context.Context, key string, fields map[string]string, ttl time.Duration) (Hash, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	k := s.key(key)
+	args := make([]any, 0, 2*len(fields))
+	for f, v := range fields {
+		args = append(args, f, v)
+	}
+	var all *redis.MapStringStringCmd
+	var pttl *redis.DurationCmd
+	write := func(tx *redis.Tx) error {
+		typ, err := tx.Type(ctx, k).Result()
+		if err != nil {
+			return err
+		}
+		if typ != "none" && typ != "hash" {
+			return ErrWrongType
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.HSet(ctx, k, args...)
+			if ttl > 0 {
+				p.PExpire(ctx, k, ttl)
+			}
+			all = p.HGetAll(ctx, k)
+			pttl = p.PTTL(ctx, k)
+			return nil
+		})
+		return err
+	}
+	var err error
+	for range maxTxRetries {
+		err = s.rdb.Watch(ctx, write, k)
+		if !errors.Is(err, redis.TxFailedErr) {
+			break
+		}
+	}
+	if errors.Is(err, ErrWrongType) {
+		return Hash{}, err
+	}
+	if err != nil {
+		return Hash{}, wrap("hset", err)
+	}
+	return Hash{Fields: all.Val(), TTL: remaining(pttl.Val())}, nil
+}
+
+// HGetAll returns every field of the hash at key and its TTL in one round
+// trip.
+func (s *Store) HGetAll(ctx context.Context, key string) (Hash, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	k := s.key(key)
+	var all *redis.MapStringStringCmd
+	var pttl *redis.DurationCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		all = p.HGetAll(ctx, k)
+		pttl = p.PTTL(ctx, k)
+		return nil
+	})
+	if err == nil && len(all.Val()) == 0 {
+		// HGETALL answers an empty map for a missing key.
+		err = redis.Nil
+	}
+	if err != nil {
+		err = wrap("hgetall", err)
+		s.lookup(OpHGetAll, err)
+		return Hash{}, err
+	}
+	s.lookup(OpHGetAll, nil)
+	return Hash{Fields: all.Val(), TTL: remaining(pttl.Val())}, nil
+}
+
+// HGet returns one field of the hash at key.
+func (s *Store) HGet(ctx context.Context, key, field string) (string, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	v, err := s.rdb.HGet(ctx, s.key(key), field).Result()
+	err = wrap("hget", err)
+	s.lookup(OpHGet, err)
+	return v, err
+}
+
+// HSetField writes one field of the hash at key, keeping its TTL.
+func (s *Store) HSetField(ctx context.Context, key, field, value string) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	return wrap("hset", s.rdb.HSet(ctx, s.key(key), field, value).Err())
+}
+
+// HDelField removes one field of the hash at key; ErrNotFound when the field
+// (or the key) does not exist.
+func (s *Store) HDelField(ctx context.Context, key, field string) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	n, err := s.rdb.HDel(ctx, s.key(key), field).Result()
+	if err == nil && n == 0 {
+		err = redis.Nil
+	}
+	return wrap("hdel", err)
+}
+
+// HIncr adds by to the integer in a hash field (created as 0 when missing)
+// and returns the result.
+func (s *Store) HIncr(ctx context.Context, key, field string, by int64) (int64, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	n, err := s.rdb.HIncrBy(ctx, s.key(key), field, by).Result()
+	return n, wrap("hincrby", err)
+}
+
+// HDelete removes the hash at key, leaving a string at that key alone.
+func (s *Store) HDelete(ctx context.Context, key string) error {
+	_, err := s.typed(ctx, key, "hash", "del", 0)
+	return err
+}

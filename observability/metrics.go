@@ -1,0 +1,168 @@
+package observability
+
+import (
+	"context"
+	"net/http"
+	"runtime"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Metrics holds DubeBox's own Prometheus registry and the collectors the
+// middleware, the Redis hook and the store write to. Its metric names are a
+// contract with the dashboard and the alert rules: do not rename them alone.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	HTTPRequests  *prometheus.CounterVec
+	HTTPDuration  *prometheus.HistogramVec
+	HTTPInFlight  prometheus.Gauge
+	CacheLookups  *prometheus.CounterVec
+	RedisCommands *prometheus.CounterVec
+	RedisDuration *prometheus.HistogramVec
+	cacheHit      map[string]prometheus.Counter
+	cacheMiss     map[string]prometheus.Counter
+}
+
+// NewMetrics registers every DubeBox collector, the Go and process
+// collectors and dubebox_build_info{version,goversion} on a new registry.
+func NewMetrics(version string) *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: reg,
+		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dubebox_http_requests_total",
+			Help: "HTTP requests answered, by method, route template and status code.",
+		}, []string{"method", "route", "code"}),
+		HTTPDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "dubebox_http_request_duration_seconds",
+			Help:    "Time from the request's arrival to its response, by method and route template.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"method", "route"}),
+		HTTPInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dubebox_http_requests_in_flight",
+			Help: "HTTP requests being served now.",
+		}),
+		CacheLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dubebox_cache_lookups_total",
+			Help: "Reads of the store by operation and result (hit or miss): the cache hit ratio.",
+		}, []string{"operation", "result"}),
+		RedisCommands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dubebox_redis_commands_total",
+			Help: "Redis commands sent, by command and status (ok, nil or error).",
+		}, []string{"command", "status"}),
+		RedisDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "dubebox_redis_command_duration_seconds",
+			Help:    "Round-trip time of Redis commands (a pipeline or MULTI/EXEC counts once, as \"pipeline\").",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}, []string{"command"}),
+	}
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "dubebox_build_info",
+		Help:        "Always 1; its labels say which build is running.",
+		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
+	})
+	buildInfo.Set(1)
+	reg.MustRegister(
+		m.HTTPRequests, m.HTTPDuration, m.HTTPInFlight, m.CacheLookups,
+		m.RedisCommands, m.RedisDuration, buildInfo,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	// Resolve the label sets of the store's read operations once: the hot
+	// path then skips WithLabelValues' hashing, and every series exists from
+	// the first scrape so that rate() and the hit ratio are never empty.
+	m.cacheHit = map[string]prometheus.Counter{}
+	m.cacheMiss = map[string]prometheus.Counter{}
+	for _, op := range []string{"get", "ttl", "hgetall", "hget"} {
+		m.cacheHit[op] = m.CacheLookups.WithLabelValues(op, "hit")
+		m.cacheMiss[op] = m.CacheLookups.WithLabelValues(op, "miss")
+	}
+	return m
+}
+
+// Handler serves the registry: Prometheus text by default, OpenMetrics (with
+// exemplars) to a scraper that asks for it.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{
+		EnableOpenMetrics: true,
+		Registry:          m.Registry,
+	})
+}
+
+// Lookup counts one read of the store as a hit or a miss.
+func (m *Metrics) Lookup(operation string, hit bool) {
+	counters := m.cacheMiss
+	if hit {
+		counters = m.cacheHit
+	}
+	if c, ok := counters[operation]; ok {
+		c.Inc()
+		return
+	}
+	result := "miss"
+	if hit {
+		result = "hit"
+	}
+	m.CacheLookups.WithLabelValues(operation, result).Inc()
+}
+
+// observe records v on o with the trace id of ctx's span as exemplar when
+// that span is sampled, so that a point on a latency panel leads to a trace.
+func observe(ctx context.Context, o prometheus.Observer, v float64) {
+	sc := trace.SpanContextFromContext(ctx)
+	if sc.IsSampled() {
+		if eo, ok := o.(prometheus.ExemplarObserver); ok {
+			eo.ObserveWithExemplar(v, prometheus.Labels{"trace_id": sc.TraceID().String()})
+			return
+		}
+	}
+	o.Observe(v)
+}
+
+// PoolCollector exports go-redis's connection pool statistics, read at
+// scrape time, as dubebox_redis_pool_*.
+type PoolCollector struct {
+	stats   func() *redis.PoolStats
+	hits    *prometheus.Desc
+	misses  *prometheus.Desc
+	timeout *prometheus.Desc
+	idle    *prometheus.Desc
+	total   *prometheus.Desc
+}
+
+// NewPoolCollector returns a collector over stats (a client's PoolStats
+// method).
+func NewPoolCollector(stats func() *redis.PoolStats) *PoolCollector {
+	return &PoolCollector{
+		stats:   stats,
+		hits:    prometheus.NewDesc("dubebox_redis_pool_hits_total", "Times a free connection was found in the pool.", nil, nil),
+		misses:  prometheus.NewDesc("dubebox_redis_pool_misses_total", "Times no free connection was found in the pool and one was dialed or awaited.", nil, nil),
+		timeout: prometheus.NewDesc("dubebox_redis_pool_timeouts_total", "Times a caller gave up waiting for a pooled connection (REDIS_POOL_TIMEOUT).", nil, nil),
+		idle:    prometheus.NewDesc("dubebox_redis_pool_idle_connections", "Idle connections in the pool.", nil, nil),
+		total:   prometheus.NewDesc("dubebox_redis_pool_total_connections", "Connections in the pool, idle and in use.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *PoolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.hits
+	ch <- c.misses
+	ch <- c.timeout
+	ch <- c.idle
+	ch <- c.total
+}
+
+// Collect implements prometheus.Collector.
+func (c *PoolCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.stats()
+	ch <- prometheus.MustNewConstMetric(c.hits, prometheus.CounterValue, float64(s.Hits))
+	ch <- prometheus.MustNewConstMetric(c.misses, prometheus.CounterValue, float64(s.Misses))
+	ch <- prometheus.MustNewConstMetric(c.timeout, prometheus.CounterValue, float64(s.Timeouts))
+	ch <- prometheus.MustNewConstMetric(c.idle, prometheus.GaugeValue, float64(s.IdleConns))
+	ch <- prometheus.MustNewConstMetric(c.total, prometheus.GaugeValue, float64(s.TotalConns))
+}

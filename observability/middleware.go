@@ -1,0 +1,184 @@
+package observability
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/zap"
+)
+
+// RequestIDHeader carries the request id in and out.
+const RequestIDHeader = "X-Request-ID"
+
+const requestIDKey = "dubebox.request_id"
+
+// UnmatchedRoute is the route label of a request that matched no route, so
+// that random paths cannot grow the number of metric series.
+const UnmatchedRoute = "unmatched"
+
+// Recover answers a panic with respond (a 500 in the API's error shape) and
+// logs it with its stack. It is the outermost middleware, so it also catches
+// panics in the middleware below it; those record the request as a 500
+// themselves (see finish).
+func Recover(log *zap.Logger, respond func(*gin.Context)) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		defer func() {
+			p := recover()
+			if p == nil {
+				return
+			}
+			if p == http.ErrAbortHandler { //nolint:errorlint // net/http compares it the same way.
+				panic(p)
+			}
+			log.Error("panic while serving a request",
+				zap.String("panic", fmt.Sprint(p)),
+				zap.ByteString("stack", debug.Stack()),
+				zap.String("request_id", RequestID(c)),
+				zap.String("method", c.Request.Method),
+				zap.String("route", route(c)),
+			)
+			respond(c)
+		}()
+		c.Next()
+	}
+}
+
+// AssignRequestID keeps a sane incoming X-Request-ID (1 to 128 characters of
+// letters, digits and -_.:) and otherwise makes one, then echoes it on the
+// response so that a user can quote it when reporting a problem.
+func AssignRequestID() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		id := c.GetHeader(RequestIDHeader)
+		if !saneRequestID(id) {
+			id = newRequestID()
+		}
+		c.Set(requestIDKey, id)
+		c.Header(RequestIDHeader, id)
+		c.Next()
+	}
+}
+
+// RequestID returns the id RequestID gave the request.
+func RequestID(c *gin.Context) string {
+	return c.GetString(requestIDKey)
+}
+
+func saneRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		b := id[i]
+		ok := b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' ||
+			b == '-' || b == '_' || b == '.' || b == ':'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux since Go 1.24.
+	return hex.EncodeToString(b[:])
+}
+
+// AccessLog writes one line per request, after it is answered, with its
+// method, route template, path (a path parameter named "value" replaced by
+// [redacted]), status, duration, bytes, client ip, request id and trace and
+// span ids. It runs inside the tracing middleware, so the ids are there.
+func AccessLog(log *zap.Logger) gin.HandlerFunc {
+	log = log.Named("http")
+	return func(c *gin.Context) {
+		start := time.Now()
+		ctx := c.Request.Context()
+		panicked := true
+		defer func() {
+			status := finish(c, panicked)
+			path := loggablePath(c)
+			if path != c.Request.URL.Path {
+				// otelgin put the raw path on the span; replace it too.
+				trace.SpanFromContext(ctx).SetAttributes(semconv.URLPath(path))
+			}
+			fields := make([]zap.Field, 0, 12)
+			fields = append(fields,
+				zap.String("method", c.Request.Method),
+				zap.String("route", route(c)),
+				zap.String("path", path),
+				zap.Int("status", status),
+				zap.Duration("duration", time.Since(start)),
+				zap.Int("bytes", max(c.Writer.Size(), 0)),
+				zap.String("client_ip", c.ClientIP()),
+				zap.String("request_id", RequestID(c)),
+			)
+			fields = append(fields, TraceFields(ctx)...)
+			log.Info("request", fields...)
+		}()
+		c.Next()
+		panicked = false
+	}
+}
+
+// HTTPMetrics counts and times every request by method, route template and
+// status, with the trace id as exemplar, and tracks requests in flight.
+func HTTPMetrics(m *Metrics) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		m.HTTPInFlight.Inc()
+		panicked := true
+		defer func() {
+			m.HTTPInFlight.Dec()
+			status := finish(c, panicked)
+			r := route(c)
+			m.HTTPRequests.WithLabelValues(c.Request.Method, r, strconv.Itoa(status)).Inc()
+			observe(c.Request.Context(), m.HTTPDuration.WithLabelValues(c.Request.Method, r), time.Since(start).Seconds())
+		}()
+		c.Next()
+		panicked = false
+	}
+}
+
+// finish returns the status a request was answered with: 500 when a panic is
+// on its way to Recover, which will write that 500.
+func finish(c *gin.Context, panicked bool) int {
+	if panicked {
+		return http.StatusInternalServerError
+	}
+	return c.Writer.Status()
+}
+
+func route(c *gin.Context) string {
+	if r := c.FullPath(); r != "" {
+		return r
+	}
+	return UnmatchedRoute
+}
+
+// loggablePath is the request path safe to log: the seed route
+// /set/:key/:value carries a value in its path, which is replaced.
+func loggablePath(c *gin.Context) string {
+	if c.Param("value") == "" {
+		return c.Request.URL.Path
+	}
+	parts := strings.Split(c.FullPath(), "/")
+	for i, p := range parts {
+		if strings.HasPrefix(p, ":") {
+			if p == ":value" {
+				parts[i] = "[redacted]"
+			} else {
+				parts[i] = c.Param(p[1:])
+			}
+		}
+	}
+	return strings.Join(parts, "/")
+}

@@ -1,0 +1,144 @@
+package observability
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// SlowRedisCall is the duration past which a Redis call is logged at warn.
+const SlowRedisCall = 100 * time.Millisecond
+
+// RedisHook is a go-redis hook that counts and times every command into
+// Metrics and logs it: at debug normally, at warn past SlowRedisCall, at
+// error on failure. Add it after redisotel's hook so that it runs inside the
+// command's span: it then names the operation on that span and its exemplars
+// and log lines carry the trace id. It never looks at arguments, so values
+// cannot leak through it.
+type RedisHook struct {
+	metrics *Metrics
+	log     *zap.Logger
+}
+
+// NewRedisHook returns a hook that records into m and logs to log.
+func NewRedisHook(m *Metrics, log *zap.Logger) *RedisHook {
+	return &RedisHook{metrics: m, log: log.Named("redis")}
+}
+
+var _ redis.Hook = (*RedisHook)(nil)
+
+// DialHook implements redis.Hook; dials are left to redisotel's span.
+func (h *RedisHook) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return next(ctx, network, addr)
+	}
+}
+
+// ProcessHook implements redis.Hook for single commands.
+func (h *RedisHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		name := cmd.Name()
+		span := trace.SpanFromContext(ctx)
+		span.SetAttributes(semconv.DBOperationName(name))
+		start := time.Now()
+		err := next(ctx, cmd)
+		d := time.Since(start)
+		observe(ctx, h.metrics.RedisDuration.WithLabelValues(name), d.Seconds())
+		h.count(name, err)
+		h.logCall(ctx, name, 1, d, err)
+		return err
+	}
+}
+
+// ProcessPipelineHook implements redis.Hook for pipelines and MULTI/EXEC:
+// every command is counted with its own status, and the round trip is timed
+// once under the command label "pipeline".
+func (h *RedisHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		trace.SpanFromContext(ctx).SetAttributes(semconv.DBOperationName("pipeline"))
+		start := time.Now()
+		err := next(ctx, cmds)
+		d := time.Since(start)
+		observe(ctx, h.metrics.RedisDuration.WithLabelValues("pipeline"), d.Seconds())
+		for _, c := range cmds {
+			h.count(c.Name(), c.Err())
+		}
+		h.logCall(ctx, "pipeline", len(cmds), d, err)
+		return err
+	}
+}
+
+func (h *RedisHook) count(name string, err error) {
+	h.metrics.RedisCommands.WithLabelValues(name, status(err)).Inc()
+}
+
+func status(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, redis.Nil):
+		return "nil"
+	default:
+		return "error"
+	}
+}
+
+// logCall writes one line per call at the level its outcome deserves. Reply
+// errors a client caused (WRONGTYPE, not an integer) are answered with a 4xx
+// and already visible in the access log, so they stay at debug.
+func (h *RedisHook) logCall(ctx context.Context, name string, n int, d time.Duration, err error) {
+	level := zapcore.DebugLevel
+	switch {
+	case err != nil && !errors.Is(err, redis.Nil) && !clientCaused(err):
+		level = zapcore.ErrorLevel
+	case d > SlowRedisCall:
+		level = zapcore.WarnLevel
+	}
+	ce := h.log.Check(level, "redis call")
+	if ce == nil {
+		return
+	}
+	fields := []zap.Field{
+		zap.String("command", name),
+		zap.Duration("duration", d),
+		zap.String("status", status(err)),
+	}
+	if n > 1 {
+		fields = append(fields, zap.Int("commands", n))
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
+		fields = append(fields, zap.Error(err))
+	}
+	ce.Write(append(fields, TraceFields(ctx)...)...)
+}
+
+func clientCaused(err error) bool {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return false
+	}
+	msg := rerr.Error()
+	return strings.HasPrefix(msg, "WRONGTYPE") || strings.Contains(msg, "not an integer") ||
+		strings.Contains(msg, "overflow") || strings.HasPrefix(msg, "NOSCRIPT")
+}
+
+// TraceFields returns the trace_id and span_id of ctx's span as log fields,
+// or nothing when there is no valid span.
+func TraceFields(ctx context.Context) []zap.Field {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() {
+		return nil
+	}
+	return []zap.Field{
+		zap.String("trace_id", sc.TraceID().String()),
+		zap.String("span_id", sc.SpanID().String()),
+	}
+}
