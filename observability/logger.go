@@ -6,6 +6,8 @@
 package observability
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"os"
 	"time"
@@ -40,4 +42,19 @@ func NewLogger(w io.Writer, level zapcore.Level, format string) *zap.Logger {
 	}
 	core := zapcore.NewCore(encoder, ws, level)
 	return zap.New(core, zap.AddCaller(), zap.AddStacktrace(zapcore.DPanicLevel), zap.ErrorOutput(ws))
+}
+
+// RedisLogger adapts zap to go-redis's internal logger (dial failures, pool
+// trouble), so that those lines are JSON like every other line. go-redis
+// keeps one logger per process: run installs this with redis.SetLogger.
+type RedisLogger struct{ log *zap.Logger }
+
+// NewRedisLogger returns the adapter, logging at warn under "redis.client".
+func NewRedisLogger(log *zap.Logger) RedisLogger {
+	return RedisLogger{log: log.Named("redis.client").WithOptions(zap.AddCallerSkip(1))}
+}
+
+// Printf implements go-redis's internal.Logging.
+func (l RedisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.Warn(fmt.Sprintf(format, v...), TraceFields(ctx)...)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
@@ -105,10 +106,15 @@ func AccessLog(log *zap.Logger) gin.HandlerFunc {
 		panicked := true
 		defer func() {
 			status := finish(c, panicked)
+			span := trace.SpanFromContext(ctx)
+			if panicked {
+				// otelgin ends the span while the panic passes; mark it here.
+				span.SetStatus(codes.Error, "panic")
+			}
 			path := loggablePath(c)
 			if path != c.Request.URL.Path {
 				// otelgin put the raw path on the span; replace it too.
-				trace.SpanFromContext(ctx).SetAttributes(semconv.URLPath(path))
+				span.SetAttributes(semconv.URLPath(path))
 			}
 			fields := make([]zap.Field, 0, 12)
 			fields = append(fields,

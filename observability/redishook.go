@@ -3,10 +3,12 @@ package observability
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
@@ -141,4 +143,21 @@ func TraceFields(ctx context.Context) []zap.Field {
 		zap.String("trace_id", sc.TraceID().String()),
 		zap.String("span_id", sc.SpanID().String()),
 	}
+}
+
+// InstrumentRedis adds tracing (redisotel, a client span per command or
+// pipeline, without statements so that values never reach a span), then the
+// metrics and logging hook inside it, and registers the pool collector.
+func InstrumentRedis(rdb redis.UniversalClient, tp trace.TracerProvider, m *Metrics, log *zap.Logger) error {
+	if err := redisotel.InstrumentTracing(rdb,
+		redisotel.WithTracerProvider(tp),
+		redisotel.WithDBStatement(false),
+		// The caller's file and line cost a stack walk per command and tell
+		// nothing here: every command comes from the store.
+		redisotel.WithCallerEnabled(false),
+	); err != nil {
+		return fmt.Errorf("redis tracing: %w", err)
+	}
+	rdb.AddHook(NewRedisHook(m, log))
+	return m.Registry.Register(NewPoolCollector(rdb.PoolStats))
 }

@@ -23,9 +23,7 @@ import (
 	"github.com/dubebox/dubebox/internal/config"
 	"github.com/dubebox/dubebox/internal/store"
 	"github.com/dubebox/dubebox/observability"
-	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 	"go.uber.org/zap"
 )
 
@@ -83,20 +81,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	metrics := observability.NewMetrics(version)
 
+	redis.SetLogger(observability.NewRedisLogger(log))
 	rdb := redis.NewUniversalClient(redisOptions(cfg))
 	defer func() { _ = rdb.Close() }()
-	if err := redisotel.InstrumentTracing(rdb,
-		redisotel.WithTracerProvider(tp),
-		// Statements hold keys and values; values must never reach a span.
-		redisotel.WithDBStatement(false),
-		// The caller's file and line cost a stack walk per command and tell
-		// nothing here: every command comes from the store.
-		redisotel.WithCallerEnabled(false),
-	); err != nil {
-		return fmt.Errorf("redis tracing: %w", err)
+	if err := observability.InstrumentRedis(rdb, tp, metrics, log); err != nil {
+		return err
 	}
-	rdb.AddHook(observability.NewRedisHook(metrics, log))
-	metrics.Registry.MustRegister(observability.NewPoolCollector(rdb.PoolStats))
 
 	st := store.New(rdb, cfg.KeyPrefix, cfg.RedisTimeout, metrics)
 	if err := st.Ping(ctx); err != nil {
@@ -122,30 +112,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 func redisOptions(cfg config.Config) *redis.UniversalOptions {
 	opts := &redis.UniversalOptions{
-		Addrs:        []string{cfg.RedisAddr},
-		Username:     cfg.RedisUsername,
-		Password:     cfg.RedisPassword,
-		DB:           cfg.RedisDB,
-		DialTimeout:  cfg.RedisTimeout,
-		ReadTimeout:  cfg.RedisTimeout,
-		WriteTimeout: cfg.RedisTimeout,
-		PoolSize:     cfg.RedisPoolSize,
-		PoolTimeout:  cfg.RedisPoolTimeout,
-		// Honour the per-call deadline the store sets, so a stalled Redis
-		// costs a request REDIS_TIMEOUT and no more.
-		ContextTimeoutEnabled: true,
-		// One pool: REDIS_POOL_SIZE is then the real bound on connections,
-		// pipelines included.
-		PipelinePoolSize: -1,
-		// CLIENT SETINFO and CLIENT MAINT_NOTIFICATIONS cost a round trip per
-		// new connection, and Redis 7.0 refuses both.
-		DisableIdentity:          true,
-		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+		Addrs:       []string{cfg.RedisAddr},
+		Username:    cfg.RedisUsername,
+		Password:    cfg.RedisPassword,
+		DB:          cfg.RedisDB,
+		PoolSize:    cfg.RedisPoolSize,
+		PoolTimeout: cfg.RedisPoolTimeout,
 	}
 	if cfg.RedisTLS {
 		opts.TLSConfig = tlsConfig(cfg.RedisAddr)
 	}
-	return opts
+	return store.Tune(opts, cfg.RedisTimeout)
 }
 
 func tlsConfig(addr string) *tls.Config {

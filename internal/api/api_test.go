@@ -1,0 +1,290 @@
+package api_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+type req struct {
+	method, path, body string
+}
+
+// TestRoutes drives every route through the real router and a real Redis,
+// checking the status and the whole JSON body (or the error code).
+func TestRoutes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		setup    []req
+		req      req
+		headers  []string
+		status   int
+		want     string // the whole JSON body, for successes
+		wantCode string // the error code, for failures
+	}{
+		{name: "home", req: req{"GET", "/", ""}, status: 200,
+			want: `{"message":"Welcome to DubeBox 🚀","status":"running","version":"test"}`},
+		{name: "healthz", req: req{"GET", "/healthz", ""}, status: 200, want: `{"status":"ok"}`},
+		{name: "readyz", req: req{"GET", "/readyz", ""}, status: 200, want: `{"status":"ready"}`},
+
+		{name: "seed set", req: req{"GET", "/set/name/G", ""}, status: 200,
+			want: `{"message":"Stored name → G in Redis"}`},
+		{name: "seed get", setup: []req{{"GET", "/set/name/G", ""}}, req: req{"GET", "/get/name", ""}, status: 200,
+			want: `{"key":"name","value":"G"}`},
+		{name: "seed get missing is null", req: req{"GET", "/get/nobody", ""}, status: 200,
+			want: `{"key":"nobody","value":null}`},
+		{name: "seed set with ttl", setup: []req{{"GET", "/set/t/v?ttl=50", ""}}, req: req{"GET", "/v1/kv/t", ""}, status: 200,
+			want: `{"key":"t","value":"v","ttl_seconds":50}`},
+		{name: "seed set bad ttl", req: req{"GET", "/set/t/v?ttl=-1", ""}, status: 400, wantCode: "invalid_argument"},
+		{name: "seed get on hash", setup: []req{{"PUT", "/v1/hash/h", `{"fields":{"a":"1"}}`}}, req: req{"GET", "/get/h", ""},
+			status: 409, wantCode: "wrong_type"},
+
+		{name: "put", req: req{"PUT", "/v1/kv/k", `{"value":"v"}`}, status: 200, want: `{"key":"k","value":"v","ttl_seconds":-1}`},
+		{name: "put with ttl", req: req{"PUT", "/v1/kv/k", `{"value":"v","ttl_seconds":30}`}, status: 200,
+			want: `{"key":"k","value":"v","ttl_seconds":30}`},
+		{name: "get", setup: []req{{"PUT", "/v1/kv/k", `{"value":"v é"}`}}, req: req{"GET", "/v1/kv/k", ""}, status: 200,
+			want: `{"key":"k","value":"v é","ttl_seconds":-1}`},
+		{name: "get unicode key", setup: []req{{"PUT", "/v1/kv/caf%C3%A9", `{"value":"x"}`}}, req: req{"GET", "/v1/kv/café", ""}, status: 200,
+			want: `{"key":"café","value":"x","ttl_seconds":-1}`},
+		{name: "get missing", req: req{"GET", "/v1/kv/none", ""}, status: 404, wantCode: "not_found"},
+		{name: "delete", setup: []req{{"PUT", "/v1/kv/k", `{"value":"v"}`}}, req: req{"DELETE", "/v1/kv/k", ""}, status: 204},
+		{name: "delete missing", req: req{"DELETE", "/v1/kv/none", ""}, status: 404, wantCode: "not_found"},
+		{name: "ttl get", setup: []req{{"PUT", "/v1/kv/k", `{"value":"v","ttl_seconds":40}`}}, req: req{"GET", "/v1/kv/k/ttl", ""},
+			status: 200, want: `{"key":"k","ttl_seconds":40}`},
+		{name: "ttl get none", setup: []req{{"PUT", "/v1/kv/k", `{"value":"v"}`}}, req: req{"GET", "/v1/kv/k/ttl", ""},
+			status: 200, want: `{"key":"k","ttl_seconds":-1}`},
+		{name: "ttl put", setup: []req{{"PUT", "/v1/kv/k", `{"value":"v"}`}}, req: req{"PUT", "/v1/kv/k/ttl", `{"ttl_seconds":70}`},
+			status: 200, want: `{"key":"k","ttl_seconds":70}`},
+		{name: "ttl delete", setup: []req{{"PUT", "/v1/kv/k", `{"value":"v","ttl_seconds":9}`}}, req: req{"DELETE", "/v1/kv/k/ttl", ""},
+			status: 200, want: `{"key":"k","ttl_seconds":-1}`},
+		{name: "ttl of missing", req: req{"GET", "/v1/kv/none/ttl", ""}, status: 404, wantCode: "not_found"},
+		{name: "ttl put missing", req: req{"PUT", "/v1/kv/none/ttl", `{"ttl_seconds":5}`}, status: 404, wantCode: "not_found"},
+		{name: "ttl delete missing", req: req{"DELETE", "/v1/kv/none/ttl", ""}, status: 404, wantCode: "not_found"},
+		{name: "ttl put without ttl", setup: []req{{"PUT", "/v1/kv/k", `{"value":"v"}`}}, req: req{"PUT", "/v1/kv/k/ttl", `{}`},
+			status: 400, wantCode: "invalid_argument"},
+		{name: "incr default", req: req{"POST", "/v1/kv/n/incr", ""}, status: 200, want: `{"key":"n","value":1}`},
+		{name: "incr by", setup: []req{{"POST", "/v1/kv/n/incr", `{"by":10}`}}, req: req{"POST", "/v1/kv/n/incr", `{"by":-3}`},
+			status: 200, want: `{"key":"n","value":7}`},
+		{name: "incr text", setup: []req{{"PUT", "/v1/kv/k", `{"value":"v"}`}}, req: req{"POST", "/v1/kv/k/incr", ""},
+			status: 409, wantCode: "not_integer"},
+		{name: "incr float by", req: req{"POST", "/v1/kv/n/incr", `{"by":1.5}`}, status: 400, wantCode: "invalid_argument"},
+
+		{name: "hash put", req: req{"PUT", "/v1/hash/h", `{"fields":{"a":"1","b":"2"},"ttl_seconds":60}`}, status: 200,
+			want: `{"key":"h","fields":{"a":"1","b":"2"},"ttl_seconds":60}`},
+		{name: "hash put merges", setup: []req{{"PUT", "/v1/hash/h", `{"fields":{"a":"1"}}`}},
+			req: req{"PUT", "/v1/hash/h", `{"fields":{"b":"2"}}`}, status: 200,
+			want: `{"key":"h","fields":{"a":"1","b":"2"},"ttl_seconds":-1}`},
+		{name: "hash get", setup: []req{{"PUT", "/v1/hash/h", `{"fields":{"a":"1"}}`}}, req: req{"GET", "/v1/hash/h", ""},
+			status: 200, want: `{"key":"h","fields":{"a":"1"},"ttl_seconds":-1}`},
+		{name: "hash get missing", req: req{"GET", "/v1/hash/none", ""}, status: 404, wantCode: "not_found"},
+		{name: "hash delete", setup: []req{{"PUT", "/v1/hash/h", `{"fields":{"a":"1"}}`}}, req: req{"DELETE", "/v1/hash/h", ""}, status: 204},
+		{name: "hash delete missing", req: req{"DELETE", "/v1/hash/none", ""}, status: 404, wantCode: "not_found"},
+		{name: "field get", setup: []req{{"PUT", "/v1/hash/h", `{"fields":{"a":"1"}}`}}, req: req{"GET", "/v1/hash/h/a", ""},
+			status: 200, want: `{"key":"h","field":"a","value":"1"}`},
+		{name: "field get missing", setup: []req{{"PUT", "/v1/hash/h", `{"fields":{"a":"1"}}`}}, req: req{"GET", "/v1/hash/h/b", ""},
+			status: 404, wantCode: "not_found"},
+		{name: "field put", req: req{"PUT", "/v1/hash/h/a", `{"value":"x"}`}, status: 200, want: `{"key":"h","field":"a","value":"x"}`},
+		{name: "field delete", setup: []req{{"PUT", "/v1/hash/h", `{"fields":{"a":"1"}}`}}, req: req{"DELETE", "/v1/hash/h/a", ""}, status: 204},
+		{name: "field delete missing", req: req{"DELETE", "/v1/hash/h/a", ""}, status: 404, wantCode: "not_found"},
+		{name: "field incr", setup: []req{{"PUT", "/v1/hash/h", `{"fields":{"n":"5"}}`}}, req: req{"POST", "/v1/hash/h/n/incr", `{"by":2}`},
+			status: 200, want: `{"key":"h","field":"n","value":7}`},
+		{name: "field incr text", setup: []req{{"PUT", "/v1/hash/h", `{"fields":{"a":"x"}}`}}, req: req{"POST", "/v1/hash/h/a/incr", ""},
+			status: 409, wantCode: "not_integer"},
+
+		{name: "string route on hash", setup: []req{{"PUT", "/v1/hash/h", `{"fields":{"a":"1"}}`}}, req: req{"GET", "/v1/kv/h", ""},
+			status: 409, wantCode: "wrong_type"},
+		{name: "string put on hash", setup: []req{{"PUT", "/v1/hash/h", `{"fields":{"a":"1"}}`}}, req: req{"PUT", "/v1/kv/h", `{"value":"v"}`},
+			status: 409, wantCode: "wrong_type"},
+		{name: "hash route on string", setup: []req{{"PUT", "/v1/kv/k", `{"value":"v"}`}}, req: req{"GET", "/v1/hash/k", ""},
+			status: 409, wantCode: "wrong_type"},
+		{name: "hash put on string", setup: []req{{"PUT", "/v1/kv/k", `{"value":"v"}`}}, req: req{"PUT", "/v1/hash/k", `{"fields":{"a":"1"}}`},
+			status: 409, wantCode: "wrong_type"},
+
+		{name: "bad json", req: req{"PUT", "/v1/kv/k", `{"value":`}, status: 400, wantCode: "invalid_argument"},
+		{name: "not an object", req: req{"PUT", "/v1/kv/k", `"v"`}, status: 400, wantCode: "invalid_argument"},
+		{name: "empty body", req: req{"PUT", "/v1/kv/k", ""}, status: 400, wantCode: "invalid_argument"},
+		{name: "unknown field", req: req{"PUT", "/v1/kv/k", `{"value":"v","extra":1}`}, status: 400, wantCode: "invalid_argument"},
+		{name: "trailing data", req: req{"PUT", "/v1/kv/k", `{"value":"v"}{}`}, status: 400, wantCode: "invalid_argument"},
+		{name: "missing value", req: req{"PUT", "/v1/kv/k", `{}`}, status: 400, wantCode: "invalid_argument"},
+		{name: "value not a string", req: req{"PUT", "/v1/kv/k", `{"value":5}`}, status: 400, wantCode: "invalid_argument"},
+		{name: "ttl zero", req: req{"PUT", "/v1/kv/k", `{"value":"v","ttl_seconds":0}`}, status: 400, wantCode: "invalid_argument"},
+		{name: "ttl negative", req: req{"PUT", "/v1/kv/k", `{"value":"v","ttl_seconds":-5}`}, status: 400, wantCode: "invalid_argument"},
+		{name: "ttl float", req: req{"PUT", "/v1/kv/k", `{"value":"v","ttl_seconds":1.5}`}, status: 400, wantCode: "invalid_argument"},
+		{name: "ttl string", req: req{"PUT", "/v1/kv/k", `{"value":"v","ttl_seconds":"5"}`}, status: 400, wantCode: "invalid_argument"},
+		{name: "ttl too large", req: req{"PUT", "/v1/kv/k", `{"value":"v","ttl_seconds":2147483648}`}, status: 400, wantCode: "invalid_argument"},
+		{name: "key too long", req: req{"PUT", "/v1/kv/" + strings.Repeat("k", 33), `{"value":"v"}`}, status: 400, wantCode: "invalid_argument"},
+		{name: "key with control char", req: req{"GET", "/v1/kv/a%01b", ""}, status: 400, wantCode: "invalid_argument"},
+		{name: "key with newline", req: req{"GET", "/v1/kv/a%0Ab", ""}, status: 400, wantCode: "invalid_argument"},
+		{name: "key with encoded slash", req: req{"GET", "/v1/kv/a%2Fttl", ""}, status: 400, wantCode: "invalid_argument"},
+		{name: "key invalid utf-8", req: req{"GET", "/v1/kv/a%FFb", ""}, status: 400, wantCode: "invalid_argument"},
+		{name: "field too long", req: req{"PUT", "/v1/hash/h/" + strings.Repeat("f", 33), `{"value":"v"}`}, status: 400, wantCode: "invalid_argument"},
+		{name: "hash field name with NUL", req: req{"PUT", "/v1/hash/h", `{"fields":{"a\u0000":"v"}}`}, status: 400, wantCode: "invalid_argument"},
+		{name: "hash without fields", req: req{"PUT", "/v1/hash/h", `{"fields":{}}`}, status: 400, wantCode: "invalid_argument"},
+		{name: "hash field not a string", req: req{"PUT", "/v1/hash/h", `{"fields":{"a":1}}`}, status: 400, wantCode: "invalid_argument"},
+		{name: "value too large", req: req{"PUT", "/v1/kv/k", `{"value":"` + strings.Repeat("x", 1025) + `"}`}, status: 413, wantCode: "payload_too_large"},
+		{name: "hash value too large", req: req{"PUT", "/v1/hash/h", `{"fields":{"a":"` + strings.Repeat("x", 1025) + `"}}`}, status: 413, wantCode: "payload_too_large"},
+		{name: "body too large", req: req{"PUT", "/v1/kv/k", `{"value":"v","pad":"` + strings.Repeat(" ", 70<<10) + `"}`}, status: 413, wantCode: "payload_too_large"},
+		{name: "seed value too large", req: req{"GET", "/set/k/" + strings.Repeat("x", 1025), ""}, status: 413, wantCode: "payload_too_large"},
+
+		{name: "unknown route", req: req{"GET", "/v2/kv/k", ""}, status: 404, wantCode: "not_found"},
+		{name: "trailing slash", req: req{"GET", "/v1/kv/k/", ""}, status: 404, wantCode: "not_found"},
+		{name: "wrong method", req: req{"PATCH", "/v1/kv/k", ""}, status: 405, wantCode: "method_not_allowed"},
+		{name: "post on seed route", req: req{"POST", "/get/k", ""}, status: 405, wantCode: "method_not_allowed"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, "")
+			for _, s := range tc.setup {
+				if w := e.do(t, s.method, s.path, s.body); w.Code >= 300 {
+					t.Fatalf("setup %s %s: %d %s", s.method, s.path, w.Code, w.Body.String())
+				}
+			}
+			before := keysOf(t, e)
+			w := e.do(t, tc.req.method, tc.req.path, tc.req.body, tc.headers...)
+			if w.Code != tc.status {
+				t.Fatalf("status: got %d, want %d; body %s", w.Code, tc.status, w.Body.String())
+			}
+			if w.Header().Get("X-Request-ID") == "" {
+				t.Errorf("no X-Request-ID on the response")
+			}
+			switch {
+			case tc.wantCode != "":
+				if got := errorCode(t, w); got != tc.wantCode {
+					t.Errorf("code: got %s, want %s", got, tc.wantCode)
+				}
+				if tc.req.method != "GET" {
+					if after := keysOf(t, e); !reflect.DeepEqual(before, after) {
+						t.Errorf("a refused request changed Redis: before %v, after %v", before, after)
+					}
+				}
+			case tc.want != "":
+				assertJSON(t, w.Body.Bytes(), tc.want)
+			case w.Body.Len() != 0:
+				t.Errorf("want an empty body, got %q", w.Body.String())
+			}
+		})
+	}
+}
+
+// keysOf snapshots the test's keys with their values, so that a refused
+// request can be shown to change nothing.
+func keysOf(t *testing.T, e *env) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	ctx := t.Context()
+	iter := e.rdb.Scan(ctx, 0, e.prefix+"*", 100).Iterator()
+	for iter.Next(ctx) {
+		k := iter.Val()
+		d, _ := e.rdb.Dump(ctx, k).Result()
+		ttl := e.rdb.TTL(ctx, k).Val()
+		out[k] = d + "|" + ttl.String()
+	}
+	return out
+}
+
+func assertJSON(t *testing.T, got []byte, want string) {
+	t.Helper()
+	var g, w any
+	if err := json.Unmarshal(got, &g); err != nil {
+		t.Fatalf("response is not JSON: %q", got)
+	}
+	if err := json.Unmarshal([]byte(want), &w); err != nil {
+		t.Fatalf("bad want %q: %v", want, err)
+	}
+	if !reflect.DeepEqual(g, w) {
+		t.Errorf("body:\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestAuth(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "", withToken("s3cret-token"))
+	tests := []struct {
+		name   string
+		path   string
+		auth   string
+		status int
+	}{
+		{name: "open home", path: "/", status: 200},
+		{name: "open healthz", path: "/healthz", status: 200},
+		{name: "open readyz", path: "/readyz", status: 200},
+		{name: "open metrics", path: "/metrics", status: 200},
+		{name: "v1 without token", path: "/v1/kv/k", status: 401},
+		{name: "seed without token", path: "/get/k", status: 401},
+		{name: "seed set without token", path: "/set/k/v", status: 401},
+		{name: "wrong token", path: "/v1/kv/k", auth: "Bearer nope", status: 401},
+		{name: "token without scheme", path: "/v1/kv/k", auth: "s3cret-token", status: 401},
+		{name: "basic scheme", path: "/v1/kv/k", auth: "Basic czNjcmV0LXRva2Vu", status: 401},
+		{name: "right token", path: "/get/k", auth: "Bearer s3cret-token", status: 200},
+		{name: "right token v1", path: "/v1/kv/k", auth: "Bearer s3cret-token", status: 404},
+	}
+	for _, tc := range tests {
+		w := e.do(t, "GET", tc.path, "", "Authorization", tc.auth)
+		if w.Code != tc.status {
+			t.Errorf("%s: got %d, want %d", tc.name, w.Code, tc.status)
+			continue
+		}
+		if tc.status == 401 {
+			if got := errorCode(t, w); got != "unauthorized" {
+				t.Errorf("%s: code %s", tc.name, got)
+			}
+			if w.Header().Get("WWW-Authenticate") == "" {
+				t.Errorf("%s: no WWW-Authenticate", tc.name)
+			}
+		}
+	}
+}
+
+func TestRequestID(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	tests := []struct {
+		name string
+		in   string
+		keep bool
+	}{
+		{name: "sane id kept", in: "req-123_abc.def:9", keep: true},
+		{name: "none made", in: ""},
+		{name: "too long replaced", in: strings.Repeat("a", 129)},
+		{name: "spaces replaced", in: "a b"},
+		{name: "quote replaced", in: `a"b`},
+	}
+	for _, tc := range tests {
+		w := e.do(t, "GET", "/healthz", "", "X-Request-ID", tc.in)
+		got := w.Header().Get("X-Request-ID")
+		if tc.keep && got != tc.in {
+			t.Errorf("%s: got %q, want it kept", tc.name, got)
+		}
+		if !tc.keep && (got == tc.in || len(got) != 32) {
+			t.Errorf("%s: got %q, want a new 32-hex id", tc.name, got)
+		}
+	}
+}
+
+func TestExpiryThroughAPI(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	if w := e.do(t, "PUT", "/v1/kv/k", `{"value":"v","ttl_seconds":1}`); w.Code != http.StatusOK {
+		t.Fatal(w.Body.String())
+	}
+	if w := e.do(t, "GET", "/v1/kv/k", ""); w.Code != http.StatusOK {
+		t.Fatalf("before expiry: %d", w.Code)
+	}
+	// PEXPIRE to 50ms rather than sleeping a whole second.
+	if err := e.rdb.PExpire(t.Context(), e.prefix+"k", 50e6).Err(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := 2000
+	for deadline > 0 {
+		if w := e.do(t, "GET", "/v1/kv/k", ""); w.Code == http.StatusNotFound {
+			return
+		}
+		deadline -= 20
+		sleepMS(20)
+	}
+	t.Fatal("key did not expire")
+}

@@ -1,0 +1,138 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dubebox/dubebox/internal/api"
+	"github.com/dubebox/dubebox/internal/redistest"
+	"github.com/dubebox/dubebox/internal/store"
+	"github.com/dubebox/dubebox/observability"
+	"github.com/redis/go-redis/v9"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+
+// env is the real router over a real Redis, with every piece of telemetry
+// recorded where a test can read it.
+type env struct {
+	h       http.Handler
+	rdb     redis.UniversalClient
+	prefix  string
+	metrics *observability.Metrics
+	spans   *tracetest.SpanRecorder
+	logs    *observer.ObservedLogs
+}
+
+type option func(*api.Config, *api.Deps)
+
+func withToken(tok string) option {
+	return func(c *api.Config, _ *api.Deps) { c.APIToken = tok }
+}
+
+// withPanic makes the store's Get panic, to test the recovery path.
+func withPanic() option {
+	return func(_ *api.Config, d *api.Deps) { d.Store = panicky{d.Store} }
+}
+
+type panicky struct{ api.Store }
+
+func (panicky) Get(context.Context, string) (store.String, error) { panic("boom in the store") }
+
+func sleepMS(ms int) { time.Sleep(time.Duration(ms) * time.Millisecond) }
+
+// newEnv builds the router over the package's Redis, or over addr when it
+// is given (a private redis-server the test can break).
+func newEnv(t *testing.T, addr string, opts ...option) *env {
+	t.Helper()
+	var rdb redis.UniversalClient
+	var prefix string
+	metrics := observability.NewMetrics("test")
+	core, logs := observer.New(zap.DebugLevel)
+	log := zap.New(core)
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
+
+	timeout := 300 * time.Millisecond
+	if addr == "" {
+		addr = redistest.Addr(t)
+		prefix = redistest.Prefix(t)
+	} else {
+		prefix = "dubebox:"
+	}
+	rdb = redis.NewUniversalClient(store.Tune(&redis.UniversalOptions{Addrs: []string{addr}}, timeout))
+	if err := observability.InstrumentRedis(rdb, tp, metrics, log); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if strings.HasPrefix(prefix, "test:") {
+			redistest.DeletePrefix(t, rdb, prefix)
+		}
+		_ = rdb.Close()
+	})
+	cfg := api.Config{ServiceName: "dubebox", Version: "test", MaxKeyBytes: 32, MaxValueBytes: 1024}
+	deps := api.Deps{Store: store.New(rdb, prefix, timeout, metrics), Log: log, Metrics: metrics, TracerProvider: tp}
+	for _, o := range opts {
+		o(&cfg, &deps)
+	}
+	h := api.New(cfg, deps)
+	return &env{h: h, rdb: rdb, prefix: prefix, metrics: metrics, spans: spans, logs: logs}
+}
+
+// do sends one request through the router. headers are name, value pairs.
+func (e *env) do(t *testing.T, method, path, body string, headers ...string) *httptest.ResponseRecorder {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req := httptest.NewRequestWithContext(t.Context(), method, path, r)
+	req.RemoteAddr = "192.0.2.7:4321"
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	w := httptest.NewRecorder()
+	e.h.ServeHTTP(w, req)
+	return w
+}
+
+// decode parses a JSON response body into a generic map.
+func decode(t *testing.T, w *httptest.ResponseRecorder) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(w.Body.Bytes(), &m); err != nil {
+		t.Fatalf("response is not a JSON object: %v: %q", err, w.Body.String())
+	}
+	return m
+}
+
+// errorCode checks the error shape and returns its code.
+func errorCode(t *testing.T, w *httptest.ResponseRecorder) string {
+	t.Helper()
+	m := decode(t, w)
+	e, ok := m["error"].(map[string]any)
+	if !ok {
+		t.Fatalf("no error object in %s", w.Body.String())
+	}
+	code, _ := e["code"].(string)
+	msg, _ := e["message"].(string)
+	if code == "" || msg == "" {
+		t.Fatalf("error without code or message: %s", w.Body.String())
+	}
+	if rid, _ := m["request_id"].(string); rid == "" || rid != w.Header().Get("X-Request-ID") {
+		t.Fatalf("request_id %q does not match X-Request-ID %q", rid, w.Header().Get("X-Request-ID"))
+	}
+	return code
+}

@@ -1,0 +1,353 @@
+package api_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dubebox/dubebox/internal/redistest"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+const secret = "TOP-SECRET-VALUE-7d1f"
+
+func attrs(s sdktrace.ReadOnlySpan) map[attribute.Key]attribute.Value {
+	m := map[attribute.Key]attribute.Value{}
+	for _, kv := range s.Attributes() {
+		m[kv.Key] = kv.Value
+	}
+	return m
+}
+
+// TestSpans checks the server span, its Redis child span and their
+// attributes, that an incoming traceparent is continued, and that no value
+// reaches a span.
+func TestSpans(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	if w := e.do(t, "PUT", "/v1/kv/k", `{"value":"`+secret+`"}`); w.Code != 200 {
+		t.Fatal(w.Body.String())
+	}
+	if w := e.do(t, "GET", "/set/k2/"+secret, ""); w.Code != 200 {
+		t.Fatal(w.Body.String())
+	}
+	const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	if w := e.do(t, "GET", "/v1/kv/k", "", "traceparent", parent); w.Code != 200 {
+		t.Fatal(w.Body.String())
+	}
+	spans := e.spans.Ended()
+
+	var server, child sdktrace.ReadOnlySpan
+	for _, s := range spans {
+		if s.SpanContext().TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" {
+			continue
+		}
+		switch s.SpanKind() {
+		case trace.SpanKindServer:
+			server = s
+		case trace.SpanKindClient:
+			child = s
+		}
+	}
+	if server == nil || child == nil {
+		t.Fatalf("want a server span and a client span in the incoming trace, got %d spans", len(spans))
+	}
+	if got, want := server.Name(), "GET /v1/kv/:key"; got != want {
+		t.Errorf("server span name: got %q, want %q", got, want)
+	}
+	if got := server.Parent().SpanID().String(); got != "00f067aa0ba902b7" {
+		t.Errorf("server span parent: got %s, want the incoming span", got)
+	}
+	if child.Parent().SpanID() != server.SpanContext().SpanID() {
+		t.Errorf("redis span's parent is not the server span")
+	}
+	ca := attrs(child)
+	for k, want := range map[attribute.Key]string{
+		"db.system":         "redis",
+		"db.operation.name": "pipeline",
+		"server.address":    "127.0.0.1",
+	} {
+		if got := ca[k].AsString(); got != want {
+			t.Errorf("redis span %s: got %q, want %q", k, got, want)
+		}
+	}
+	if ca["server.port"].AsInt64() == 0 {
+		t.Errorf("redis span has no server.port")
+	}
+	if ca["db.redis.num_cmd"].AsInt64() != 2 {
+		t.Errorf("pipeline span counts %d commands, want 2", ca["db.redis.num_cmd"].AsInt64())
+	}
+	if got := attrs(server)["http.route"].AsString(); got != "/v1/kv/:key" {
+		t.Errorf("http.route: got %q", got)
+	}
+
+	for _, s := range spans {
+		for _, kv := range s.Attributes() {
+			if strings.Contains(kv.Value.Emit(), secret) {
+				t.Errorf("span %q attribute %s holds the value", s.Name(), kv.Key)
+			}
+		}
+		for _, ev := range s.Events() {
+			for _, kv := range ev.Attributes {
+				if strings.Contains(kv.Value.Emit(), secret) {
+					t.Errorf("span %q event attribute %s holds the value", s.Name(), kv.Key)
+				}
+			}
+		}
+	}
+}
+
+// TestMetrics checks the request, cache and Redis counters, the in-flight
+// gauge and the exemplars of the latency histogram.
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	e.do(t, "PUT", "/v1/kv/k", `{"value":"v"}`)
+	e.do(t, "GET", "/v1/kv/k", "")
+	e.do(t, "GET", "/v1/kv/k", "")
+	e.do(t, "GET", "/v1/kv/missing", "")
+	e.do(t, "GET", "/get/missing", "")
+	e.do(t, "GET", "/no/such/route/"+secret, "")
+
+	m := e.metrics
+	tests := []struct {
+		name string
+		got  float64
+		want float64
+	}{
+		{"GET kv 200", testutil.ToFloat64(m.HTTPRequests.WithLabelValues("GET", "/v1/kv/:key", "200")), 2},
+		{"GET kv 404", testutil.ToFloat64(m.HTTPRequests.WithLabelValues("GET", "/v1/kv/:key", "404")), 1},
+		{"PUT kv 200", testutil.ToFloat64(m.HTTPRequests.WithLabelValues("PUT", "/v1/kv/:key", "200")), 1},
+		{"unmatched 404", testutil.ToFloat64(m.HTTPRequests.WithLabelValues("GET", "unmatched", "404")), 1},
+		{"get hits", testutil.ToFloat64(m.CacheLookups.WithLabelValues("get", "hit")), 2},
+		{"get misses", testutil.ToFloat64(m.CacheLookups.WithLabelValues("get", "miss")), 2},
+		{"redis set ok", testutil.ToFloat64(m.RedisCommands.WithLabelValues("set", "ok")) +
+			testutil.ToFloat64(m.RedisCommands.WithLabelValues("set", "nil")), 1},
+		{"redis get nil", testutil.ToFloat64(m.RedisCommands.WithLabelValues("get", "nil")), 2},
+		{"redis get ok", testutil.ToFloat64(m.RedisCommands.WithLabelValues("get", "ok")), 2},
+		{"in flight", testutil.ToFloat64(m.HTTPInFlight), 0},
+	}
+	for _, tc := range tests {
+		if tc.got != tc.want {
+			t.Errorf("%s: got %v, want %v", tc.name, tc.got, tc.want)
+		}
+	}
+
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exemplars := 0
+	for _, f := range families {
+		for _, mt := range f.GetMetric() {
+			for _, l := range mt.GetLabel() {
+				if strings.Contains(l.GetValue(), secret) || strings.Contains(l.GetValue(), "/no/such") {
+					t.Errorf("metric %s has a raw path or value in a label: %s", f.GetName(), l.GetValue())
+				}
+			}
+			if f.GetName() == "dubebox_http_request_duration_seconds" || f.GetName() == "dubebox_redis_command_duration_seconds" {
+				exemplars += countExemplars(t, mt.GetHistogram())
+			}
+		}
+	}
+	if exemplars == 0 {
+		t.Errorf("no trace_id exemplars on the latency histograms")
+	}
+	for _, name := range []string{"dubebox_redis_pool_hits_total", "dubebox_build_info", "go_goroutines", "process_resident_memory_bytes"} {
+		if n, err := testutil.GatherAndCount(m.Registry, name); err != nil || n == 0 {
+			t.Errorf("%s is not exported (%d, %v)", name, n, err)
+		}
+	}
+}
+
+func countExemplars(t *testing.T, h *dto.Histogram) int {
+	t.Helper()
+	n := 0
+	for _, b := range h.GetBucket() {
+		ex := b.GetExemplar()
+		if ex == nil {
+			continue
+		}
+		for _, l := range ex.GetLabel() {
+			if l.GetName() == "trace_id" && len(l.GetValue()) == 32 {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// TestAccessLog checks the fields of the access line, that it carries the
+// trace of the request, and that a value in the seed's path is redacted.
+func TestAccessLog(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	w := e.do(t, "GET", "/set/k/"+secret, "", "X-Request-ID", "rid-1")
+	if w.Code != 200 {
+		t.Fatal(w.Body.String())
+	}
+	lines := e.logs.FilterMessage("request").All()
+	if len(lines) != 1 {
+		t.Fatalf("want 1 access line, got %d", len(lines))
+	}
+	f := lines[0].ContextMap()
+	want := map[string]any{
+		"method": "GET", "route": "/set/:key/:value", "path": "/set/k/[redacted]",
+		"status": int64(200), "client_ip": "192.0.2.7", "request_id": "rid-1",
+	}
+	for k, v := range want {
+		if f[k] != v {
+			t.Errorf("access log %s: got %v, want %v", k, f[k], v)
+		}
+	}
+	for _, k := range []string{"duration", "bytes", "trace_id", "span_id"} {
+		if _, ok := f[k]; !ok {
+			t.Errorf("access log has no %s", k)
+		}
+	}
+	var server sdktrace.ReadOnlySpan
+	for _, s := range e.spans.Ended() {
+		if s.SpanKind() == trace.SpanKindServer {
+			server = s
+		}
+	}
+	if server == nil || f["trace_id"] != server.SpanContext().TraceID().String() {
+		t.Errorf("access log trace_id %v is not the server span's", f["trace_id"])
+	}
+	if got := attrs(server)["url.path"].AsString(); got != "/set/k/[redacted]" {
+		t.Errorf("span url.path: got %q", got)
+	}
+	for _, l := range e.logs.All() {
+		for k, v := range l.ContextMap() {
+			if strings.Contains(toString(v), secret) {
+				t.Errorf("log %q field %s holds the value", l.Message, k)
+			}
+		}
+	}
+	sets := e.logs.FilterMessage("redis call").FilterField(zap.String("command", "set")).All()
+	if len(sets) != 1 || sets[0].Level != zapcore.DebugLevel || sets[0].ContextMap()["trace_id"] != f["trace_id"] {
+		t.Errorf("want one debug line for the SET in the request's trace, got %v", sets)
+	}
+}
+
+func toString(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	return ""
+}
+
+// TestRedisTrouble checks the answers when Redis is gone, stalled, full or
+// answers something unexpected, and that the service recovers by itself.
+func TestRedisTrouble(t *testing.T) {
+	t.Parallel()
+
+	t.Run("gone then back", func(t *testing.T) {
+		t.Parallel()
+		srv := redistest.Start(t)
+		e := newEnv(t, srv.Addr)
+		srv.Kill()
+		for _, p := range []string{"/v1/kv/k", "/readyz"} {
+			w := e.do(t, "GET", p, "")
+			if w.Code != http.StatusServiceUnavailable || errorCode(t, w) != "unavailable" || w.Header().Get("Retry-After") == "" {
+				t.Errorf("%s with Redis gone: %d %s %v", p, w.Code, w.Body.String(), w.Header())
+			}
+		}
+		if l := e.logs.FilterMessage("request failed").All(); len(l) == 0 || l[0].Level != zapcore.WarnLevel {
+			t.Errorf("want a warn line with the cause, got %v", l)
+		}
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if w := e.do(t, "GET", "/readyz", ""); w.Code != 200 {
+			t.Errorf("readyz after Redis came back: %d %s", w.Code, w.Body.String())
+		}
+		if w := e.do(t, "PUT", "/v1/kv/k", `{"value":"v"}`); w.Code != 200 {
+			t.Errorf("PUT after Redis came back: %d %s", w.Code, w.Body.String())
+		}
+	})
+
+	t.Run("stalled", func(t *testing.T) {
+		t.Parallel()
+		srv := redistest.Start(t)
+		e := newEnv(t, srv.Addr)
+		e.do(t, "GET", "/readyz", "") // open a pooled connection first
+		if err := srv.Pause(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = srv.Resume() })
+		start := time.Now()
+		w := e.do(t, "GET", "/v1/kv/k", "")
+		if w.Code != http.StatusGatewayTimeout || errorCode(t, w) != "timeout" {
+			t.Errorf("GET with Redis stalled: %d %s", w.Code, w.Body.String())
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("took %v, want about REDIS_TIMEOUT (300ms)", took)
+		}
+	})
+
+	t.Run("full", func(t *testing.T) {
+		t.Parallel()
+		srv := redistest.Start(t, "--maxmemory", "1", "--maxmemory-policy", "noeviction")
+		e := newEnv(t, srv.Addr)
+		w := e.do(t, "PUT", "/v1/kv/k", `{"value":"v"}`)
+		if w.Code != http.StatusInsufficientStorage || errorCode(t, w) != "insufficient_storage" {
+			t.Errorf("PUT with Redis full: %d %s", w.Code, w.Body.String())
+		}
+		if w := e.do(t, "GET", "/v1/kv/k", ""); w.Code != http.StatusNotFound {
+			t.Errorf("GET with Redis full: %d, want reads to keep working", w.Code)
+		}
+	})
+
+	t.Run("unexpected reply is a bare 500", func(t *testing.T) {
+		t.Parallel()
+		// A Redis without GET answers "ERR unknown command", which the
+		// store does not expect.
+		srv := redistest.Start(t, "--rename-command", "GET", "")
+		e := newEnv(t, srv.Addr)
+		w := e.do(t, "GET", "/v1/kv/k", "")
+		if w.Code != http.StatusInternalServerError || errorCode(t, w) != "internal" {
+			t.Fatalf("got %d %s", w.Code, w.Body.String())
+		}
+		if strings.Contains(w.Body.String(), "unknown command") {
+			t.Errorf("500 leaks internals: %s", w.Body.String())
+		}
+		l := e.logs.FilterMessage("request failed").All()
+		if len(l) != 1 || l[0].Level != zapcore.ErrorLevel || !strings.Contains(toString(l[0].ContextMap()["error"]), "unknown command") {
+			t.Errorf("want the full error logged at error, got %v", l)
+		}
+	})
+
+	t.Run("panic", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, "", withPanic())
+		w := e.do(t, "GET", "/v1/kv/k", "")
+		if w.Code != http.StatusInternalServerError || errorCode(t, w) != "internal" {
+			t.Fatalf("got %d %s", w.Code, w.Body.String())
+		}
+		p := e.logs.FilterMessage("panic while serving a request").All()
+		if len(p) != 1 || !strings.Contains(toString(p[0].ContextMap()["stack"]), "panicky.Get") {
+			t.Errorf("want the panic logged with its stack, got %v", p)
+		}
+		if got := testutil.ToFloat64(e.metrics.HTTPRequests.WithLabelValues("GET", "/v1/kv/:key", "500")); got != 1 {
+			t.Errorf("the panic is not counted as a 500: %v", got)
+		}
+		acc := e.logs.FilterMessage("request").All()
+		if len(acc) != 1 || acc[0].ContextMap()["status"] != int64(500) {
+			t.Errorf("the panic has no access line with status 500: %v", acc)
+		}
+		for _, s := range e.spans.Ended() {
+			if s.SpanKind() == trace.SpanKindServer && s.Status().Code != codes.Error {
+				t.Errorf("server span status %v, want error", s.Status())
+			}
+		}
+	})
+}

@@ -1,0 +1,314 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dubebox/dubebox/internal/redistest"
+	"github.com/dubebox/dubebox/internal/store"
+	"github.com/redis/go-redis/v9"
+)
+
+func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+
+// lookups records what the store reports as hits and misses.
+type lookups struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (l *lookups) Lookup(op string, hit bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := "miss"
+	if hit {
+		r = "hit"
+	}
+	l.seen = append(l.seen, op+":"+r)
+}
+
+func (l *lookups) all() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.seen, ",")
+}
+
+func newStore(t *testing.T) (*store.Store, redis.UniversalClient, string, *lookups) {
+	t.Helper()
+	rdb, prefix := redistest.Client(t)
+	l := &lookups{}
+	return store.New(rdb, prefix, time.Second, l), rdb, prefix, l
+}
+
+func TestStringLifecycle(t *testing.T) {
+	t.Parallel()
+	s, rdb, prefix, l := newStore(t)
+	ctx := context.Background()
+
+	if _, err := s.Get(ctx, "k"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Get missing: got %v, want ErrNotFound", err)
+	}
+	if err := s.Set(ctx, "k", "v1", 0); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(ctx, "k")
+	if err != nil || got.Value != "v1" || got.TTL != store.NoExpiry {
+		t.Fatalf("Get: got %+v, %v; want v1 without expiry", got, err)
+	}
+	// The key lives under the prefix, and only there.
+	if v := rdb.Get(ctx, prefix+"k").Val(); v != "v1" {
+		t.Fatalf("raw GET %sk = %q, want v1", prefix, v)
+	}
+	if n := rdb.Exists(ctx, "k").Val(); n != 0 {
+		t.Fatalf("unprefixed key exists")
+	}
+
+	if err := s.Set(ctx, "k", "v2", 90*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.Get(ctx, "k")
+	if got.Value != "v2" || got.TTL <= 89*time.Second || got.TTL > 90*time.Second {
+		t.Fatalf("Get after Set with TTL: got %+v", got)
+	}
+	d, err := s.Persist(ctx, "k")
+	if err != nil || d != store.NoExpiry {
+		t.Fatalf("Persist: got %v, %v", d, err)
+	}
+	d, err = s.Expire(ctx, "k", 30*time.Second)
+	if err != nil || d <= 29*time.Second || d > 30*time.Second {
+		t.Fatalf("Expire: got %v, %v", d, err)
+	}
+	d, err = s.TTL(ctx, "k")
+	if err != nil || d <= 29*time.Second {
+		t.Fatalf("TTL: got %v, %v", d, err)
+	}
+	if err := s.Delete(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, "k"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("second Delete: got %v, want ErrNotFound", err)
+	}
+	if _, err := s.TTL(ctx, "k"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("TTL of missing: got %v", err)
+	}
+	if got, want := l.all(), "get:miss,get:hit,get:hit,ttl:hit,ttl:miss"; got != want {
+		t.Fatalf("lookups: got %s, want %s", got, want)
+	}
+}
+
+func TestExpiryHappens(t *testing.T) {
+	t.Parallel()
+	s, _, _, _ := newStore(t)
+	ctx := context.Background()
+	if err := s.Set(ctx, "short", "v", 100*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(250 * time.Millisecond)
+	if _, err := s.Get(ctx, "short"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Get after expiry: got %v, want ErrNotFound", err)
+	}
+}
+
+func TestIncr(t *testing.T) {
+	t.Parallel()
+	s, _, _, _ := newStore(t)
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		setup   string
+		by      int64
+		want    int64
+		wantErr error
+	}{
+		{name: "missing starts at zero", by: 5, want: 5},
+		{name: "existing integer", setup: "10", by: -3, want: 7},
+		{name: "not an integer", setup: "ten", by: 1, wantErr: store.ErrNotInteger},
+		{name: "overflow", setup: "9223372036854775807", by: 1, wantErr: store.ErrNotInteger},
+	}
+	for i, tc := range tests {
+		key := "n" + string(rune('a'+i))
+		if tc.setup != "" {
+			if err := s.Set(ctx, key, tc.setup, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := s.Incr(ctx, key, tc.by)
+		if !errors.Is(err, tc.wantErr) || got != tc.want {
+			t.Errorf("%s: got %d, %v; want %d, %v", tc.name, got, err, tc.want, tc.wantErr)
+		}
+	}
+}
+
+func TestHashLifecycle(t *testing.T) {
+	t.Parallel()
+	s, _, _, l := newStore(t)
+	ctx := context.Background()
+
+	h, err := s.HSet(ctx, "h", map[string]string{"a": "1", "b": "2"}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Fields) != 2 || h.Fields["a"] != "1" || h.TTL <= 59*time.Second {
+		t.Fatalf("HSet: got %+v", h)
+	}
+	// A second write merges and keeps the TTL when none is given.
+	h, err = s.HSet(ctx, "h", map[string]string{"c": "3"}, 0)
+	if err != nil || len(h.Fields) != 3 || h.TTL <= 58*time.Second {
+		t.Fatalf("HSet merge: got %+v, %v", h, err)
+	}
+	if v, err := s.HGet(ctx, "h", "c"); err != nil || v != "3" {
+		t.Fatalf("HGet: got %q, %v", v, err)
+	}
+	if _, err := s.HGet(ctx, "h", "zz"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("HGet missing field: got %v", err)
+	}
+	if err := s.HSetField(ctx, "h", "a", "one"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.HIncr(ctx, "h", "b", 40); err != nil || n != 42 {
+		t.Fatalf("HIncr: got %d, %v", n, err)
+	}
+	if _, err := s.HIncr(ctx, "h", "a", 1); !errors.Is(err, store.ErrNotInteger) {
+		t.Fatalf("HIncr on text: got %v", err)
+	}
+	if err := s.HDelField(ctx, "h", "c"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.HDelField(ctx, "h", "c"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("HDelField twice: got %v", err)
+	}
+	h, err = s.HGetAll(ctx, "h")
+	if err != nil || len(h.Fields) != 2 || h.Fields["a"] != "one" || h.Fields["b"] != "42" {
+		t.Fatalf("HGetAll: got %+v, %v", h, err)
+	}
+	if err := s.HDelete(ctx, "h"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.HGetAll(ctx, "h"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("HGetAll after delete: got %v", err)
+	}
+	if got, want := l.all(), "hget:hit,hget:miss,hgetall:hit,hgetall:miss"; got != want {
+		t.Fatalf("lookups: got %s, want %s", got, want)
+	}
+}
+
+// TestWrongTypeChangesNothing checks both directions: a string route on a
+// hash and a hash route on a string answer ErrWrongType and leave the key
+// exactly as it was, TTL included.
+func TestWrongTypeChangesNothing(t *testing.T) {
+	t.Parallel()
+	s, rdb, prefix, _ := newStore(t)
+	ctx := context.Background()
+	if err := s.Set(ctx, "str", "v", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.HSet(ctx, "hash", map[string]string{"f": "v"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		op   func() error
+	}{
+		{"Set on hash", func() error { return s.Set(ctx, "hash", "x", time.Second) }},
+		{"Get on hash", func() error { _, err := s.Get(ctx, "hash"); return err }},
+		{"Delete on hash", func() error { return s.Delete(ctx, "hash") }},
+		{"TTL on hash", func() error { _, err := s.TTL(ctx, "hash"); return err }},
+		{"Expire on hash", func() error { _, err := s.Expire(ctx, "hash", time.Second); return err }},
+		{"Persist on hash", func() error { _, err := s.Persist(ctx, "hash"); return err }},
+		{"Incr on hash", func() error { _, err := s.Incr(ctx, "hash", 1); return err }},
+		{"HSet on string", func() error {
+			_, err := s.HSet(ctx, "str", map[string]string{"f": "v"}, time.Second)
+			return err
+		}},
+		{"HGetAll on string", func() error { _, err := s.HGetAll(ctx, "str"); return err }},
+		{"HGet on string", func() error { _, err := s.HGet(ctx, "str", "f"); return err }},
+		{"HSetField on string", func() error { return s.HSetField(ctx, "str", "f", "v") }},
+		{"HDelField on string", func() error { return s.HDelField(ctx, "str", "f") }},
+		{"HIncr on string", func() error { _, err := s.HIncr(ctx, "str", "f", 1); return err }},
+		{"HDelete on string", func() error { return s.HDelete(ctx, "str") }},
+	}
+	for _, tc := range tests {
+		if err := tc.op(); !errors.Is(err, store.ErrWrongType) {
+			t.Errorf("%s: got %v, want ErrWrongType", tc.name, err)
+		}
+	}
+	if v := rdb.Get(ctx, prefix+"str").Val(); v != "v" {
+		t.Errorf("string changed to %q", v)
+	}
+	if d := rdb.TTL(ctx, prefix+"str").Val(); d < 59*time.Minute {
+		t.Errorf("string TTL changed to %v", d)
+	}
+	if f := rdb.HGetAll(ctx, prefix+"hash").Val(); len(f) != 1 || f["f"] != "v" {
+		t.Errorf("hash changed to %v", f)
+	}
+	if d := rdb.TTL(ctx, prefix+"hash").Val(); d != -1 {
+		t.Errorf("hash TTL changed to %v", d)
+	}
+}
+
+// TestRedisFailures checks the sentinels for a Redis that stalls, is gone,
+// or is full.
+func TestRedisFailures(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	t.Run("stalled", func(t *testing.T) {
+		t.Parallel()
+		srv := redistest.Start(t)
+		rdb := redis.NewUniversalClient(store.Tune(&redis.UniversalOptions{Addrs: []string{srv.Addr}}, 200*time.Millisecond))
+		t.Cleanup(func() { _ = rdb.Close() })
+		s := store.New(rdb, "p:", 200*time.Millisecond, nil)
+		if err := s.Ping(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Pause(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = srv.Resume() })
+		start := time.Now()
+		_, err := s.Get(ctx, "k")
+		if !errors.Is(err, store.ErrTimeout) {
+			t.Fatalf("Get on a stalled Redis: got %v, want ErrTimeout", err)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Fatalf("Get took %v, want about the 200ms timeout", took)
+		}
+	})
+
+	t.Run("gone", func(t *testing.T) {
+		t.Parallel()
+		srv := redistest.Start(t)
+		rdb := redis.NewUniversalClient(store.Tune(&redis.UniversalOptions{Addrs: []string{srv.Addr}}, 200*time.Millisecond))
+		t.Cleanup(func() { _ = rdb.Close() })
+		s := store.New(rdb, "p:", 200*time.Millisecond, nil)
+		srv.Kill()
+		if err := s.Set(ctx, "k", "v", 0); !errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("Set on a dead Redis: got %v, want ErrUnavailable", err)
+		}
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Set(ctx, "k", "v", 0); err != nil {
+			t.Fatalf("Set after restart: %v", err)
+		}
+	})
+
+	t.Run("full", func(t *testing.T) {
+		t.Parallel()
+		srv := redistest.Start(t, "--maxmemory", "1", "--maxmemory-policy", "noeviction")
+		rdb := redis.NewUniversalClient(store.Tune(&redis.UniversalOptions{Addrs: []string{srv.Addr}}, time.Second))
+		t.Cleanup(func() { _ = rdb.Close() })
+		s := store.New(rdb, "p:", time.Second, nil)
+		if err := s.Set(ctx, "k", "v", 0); !errors.Is(err, store.ErrInsufficientStorage) {
+			t.Fatalf("Set on a full Redis: got %v, want ErrInsufficientStorage", err)
+		}
+		if _, err := s.Get(ctx, "k"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("Get on a full Redis: got %v, want ErrNotFound (reads keep working)", err)
+		}
+	})
+}
