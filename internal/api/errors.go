@@ -103,7 +103,7 @@ func (h *handler) respond(c *gin.Context, err error) {
 		c.Header("WWW-Authenticate", `Bearer realm="dubebox"`)
 	}
 	c.AbortWithStatusJSON(status, errorBody{
-		Error:     errorDetail{Code: apiErr.Code, Message: apiErr.Message},
+		Error:     errorDetail(apiErr),
 		RequestID: observability.RequestID(c),
 	})
 }

@@ -54,7 +54,7 @@ func sleepMS(ms int) { time.Sleep(time.Duration(ms) * time.Millisecond) }
 
 // newEnv builds the router over the package's Redis, or over addr when it
 // is given (a private redis-server the test can break).
-func newEnv(t *testing.T, addr string, opts ...option) *env {
+func newEnv(t testing.TB, addr string, opts ...option) *env {
 	t.Helper()
 	var rdb redis.UniversalClient
 	var prefix string
@@ -92,7 +92,7 @@ func newEnv(t *testing.T, addr string, opts ...option) *env {
 }
 
 // do sends one request through the router. headers are name, value pairs.
-func (e *env) do(t *testing.T, method, path, body string, headers ...string) *httptest.ResponseRecorder {
+func (e *env) do(t testing.TB, method, path, body string, headers ...string) *httptest.ResponseRecorder {
 	t.Helper()
 	var r io.Reader
 	if body != "" {
@@ -109,7 +109,7 @@ func (e *env) do(t *testing.T, method, path, body string, headers ...string) *ht
 }
 
 // decode parses a JSON response body into a generic map.
-func decode(t *testing.T, w *httptest.ResponseRecorder) map[string]any {
+func decode(t testing.TB, w *httptest.ResponseRecorder) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(w.Body.Bytes(), &m); err != nil {
@@ -119,7 +119,7 @@ func decode(t *testing.T, w *httptest.ResponseRecorder) map[string]any {
 }
 
 // errorCode checks the error shape and returns its code.
-func errorCode(t *testing.T, w *httptest.ResponseRecorder) string {
+func errorCode(t testing.TB, w *httptest.ResponseRecorder) string {
 	t.Helper()
 	m := decode(t, w)
 	e, ok := m["error"].(map[string]any)

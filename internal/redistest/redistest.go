@@ -55,7 +55,7 @@ func (s *Server) Start() error {
 		"--save", "", "--daemonize", "no", "--protected-mode", "no",
 		"--logfile", "redis.log",
 	}
-	s.cmd = exec.Command("redis-server", append(base, s.args...)...) //nolint:gosec // the binary and its flags are the test's own.
+	s.cmd = exec.CommandContext(context.Background(), "redis-server", append(base, s.args...)...) //nolint:gosec // the binary and its flags are the test's own.
 	if err := s.cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
 	}
@@ -103,7 +103,8 @@ func (s *Server) Resume() error { return s.cmd.Process.Signal(syscall.SIGCONT) }
 
 // FreePort asks the kernel for a port no one is listening on.
 func FreePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var lc net.ListenConfig
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("find a free port: %w", err)
 	}
@@ -175,6 +176,7 @@ func Client(t testing.TB) (redis.UniversalClient, string) {
 
 // Prefix returns a key prefix unique to this test run.
 func Prefix(t testing.TB) string {
+	t.Helper()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	name := strings.NewReplacer("/", ".", " ", "_").Replace(t.Name())

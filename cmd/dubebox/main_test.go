@@ -1,0 +1,257 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dubebox/dubebox/internal/config"
+	"github.com/dubebox/dubebox/internal/redistest"
+)
+
+func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+
+// syncBuffer is a log sink safe to read while the server writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// start runs the service in-process on a free port and returns its base URL.
+func start(t *testing.T, env map[string]string) (string, *syncBuffer, func() error) {
+	t.Helper()
+	if env == nil {
+		env = map[string]string{}
+	}
+	env["HTTP_ADDR"] = "127.0.0.1:0"
+	if env["REDIS_ADDR"] == "" {
+		env["REDIS_ADDR"] = redistest.Addr(t)
+	}
+	if env["KEY_PREFIX"] == "" {
+		env["KEY_PREFIX"] = redistest.Prefix(t)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	out := &syncBuffer{}
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, out, ready) }()
+	select {
+	case addr := <-ready:
+		stop := func() error {
+			cancel()
+			return <-done
+		}
+		t.Cleanup(func() { cancel() })
+		return "http://" + addr, out, stop
+	case err := <-done:
+		cancel()
+		t.Fatalf("run ended before listening: %v\n%s", err, out)
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatalf("not listening after 10s\n%s", out)
+	}
+	return "", nil, nil
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestRunServesAndStops(t *testing.T) {
+	t.Parallel()
+	base, out, stop := start(t, map[string]string{"API_TOKEN": "tok-abc-123", "REDIS_PASSWORD": ""})
+	if code, _ := get(t, base+"/healthz"); code != 200 {
+		t.Errorf("healthz: %d", code)
+	}
+	if code, body := get(t, base+"/readyz"); code != 200 {
+		t.Errorf("readyz: %d %s", code, body)
+	}
+	if err := healthcheck(t.Context(), strings.TrimPrefix(base, "http://")); err != nil {
+		t.Errorf("healthcheck subcommand: %v", err)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("run returned %v after its context ended", err)
+	}
+	logs := out.String()
+	for _, want := range []string{`"msg":"starting dubebox"`, `"msg":"listening"`, `"msg":"shutting down"`, `"msg":"stopped"`, `"API_TOKEN":"********"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %s:\n%s", want, logs)
+		}
+	}
+	if strings.Contains(logs, "tok-abc-123") {
+		t.Errorf("the token is in the log")
+	}
+}
+
+// TestMetricsPassPromtool lints the whole /metrics output with Prometheus's
+// own checker.
+func TestMetricsPassPromtool(t *testing.T) {
+	t.Parallel()
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatal("promtool not found: install Prometheus (Debian: apt-get install -y prometheus), as .ci/run does")
+	}
+	base, _, _ := start(t, nil)
+	get(t, base+"/v1/kv/k")
+	get(t, base+"/set/k/v")
+	_, body := get(t, base+"/metrics")
+	cmd := exec.CommandContext(t.Context(), promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(body)
+	if out, err := cmd.CombinedOutput(); err != nil || len(out) != 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+	for _, name := range []string{
+		"dubebox_http_requests_total", "dubebox_http_request_duration_seconds_bucket",
+		"dubebox_http_requests_in_flight", "dubebox_cache_lookups_total", "dubebox_redis_commands_total",
+		"dubebox_redis_command_duration_seconds_bucket", "dubebox_redis_pool_hits_total",
+		"dubebox_redis_pool_misses_total", "dubebox_redis_pool_timeouts_total",
+		"dubebox_redis_pool_idle_connections", "dubebox_redis_pool_total_connections",
+		"dubebox_build_info", "go_goroutines", "process_resident_memory_bytes",
+	} {
+		if !strings.Contains(body, "\n"+name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+}
+
+func TestRedisDownAtStart(t *testing.T) {
+	t.Parallel()
+	port, err := redistest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	base, out, _ := start(t, map[string]string{"REDIS_ADDR": addr, "REDIS_TIMEOUT": "200ms"})
+	if code, body := get(t, base+"/readyz"); code != 503 || !strings.Contains(body, "unavailable") {
+		t.Errorf("readyz with Redis down: %d %s", code, body)
+	}
+	if code, _ := get(t, base+"/v1/kv/k"); code != 503 {
+		t.Errorf("GET with Redis down: %d", code)
+	}
+	if !strings.Contains(out.String(), "redis is not answering yet") {
+		t.Errorf("no start-up warning:\n%s", out)
+	}
+	srv := &redistest.Server{Addr: addr, Port: port, Dir: t.TempDir()}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Kill)
+	if code, body := get(t, base+"/readyz"); code != 200 {
+		t.Errorf("readyz once Redis is up: %d %s", code, body)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	t.Parallel()
+	err := run(t.Context(), nil, func(k string) string {
+		if k == "REDIS_TIMEOUT" {
+			return "fast"
+		}
+		return ""
+	}, io.Discard, nil)
+	if !config.IsConfigError(err) || !strings.HasPrefix(err.Error(), "REDIS_TIMEOUT") {
+		t.Errorf("got %v, want a config error naming REDIS_TIMEOUT", err)
+	}
+	err = run(t.Context(), []string{"serve"}, func(string) string { return "" }, io.Discard, nil)
+	if !config.IsConfigError(err) {
+		t.Errorf("an unknown argument: got %v, want a usage error", err)
+	}
+}
+
+// TestBinary builds the real binary and checks its exit statuses: 2 with
+// one line naming the variable for bad configuration, 0 after SIGTERM.
+func TestBinary(t *testing.T) {
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "dubebox")
+	build := exec.CommandContext(t.Context(), "go", "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	bad := exec.CommandContext(t.Context(), bin)
+	bad.Env = []string{"MAX_KEY_BYTES=lots"}
+	var stderr bytes.Buffer
+	bad.Stderr = &stderr
+	err := bad.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+		t.Errorf("bad config: got %v, want exit status 2", err)
+	}
+	if lines := strings.Split(strings.TrimSpace(stderr.String()), "\n"); len(lines) != 1 || !strings.Contains(lines[0], "MAX_KEY_BYTES") {
+		t.Errorf("bad config: want one line naming MAX_KEY_BYTES, got %q", stderr.String())
+	}
+
+	port, err := redistest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := exec.CommandContext(t.Context(), bin)
+	srv.Env = []string{"HTTP_ADDR=127.0.0.1:" + strconv.Itoa(port), "REDIS_ADDR=" + redistest.Addr(t)}
+	var stdout syncBuffer
+	srv.Stdout = &stdout
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := healthcheck(t.Context(), "127.0.0.1:"+strconv.Itoa(port)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("binary not healthy after 10s:\n%s", stdout.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	check := exec.CommandContext(t.Context(), bin, "healthcheck")
+	check.Env = []string{"HTTP_ADDR=:" + strconv.Itoa(port)}
+	if out, err := check.CombinedOutput(); err != nil {
+		t.Errorf("dubebox healthcheck: %v %s", err, out)
+	}
+	if code, _ := get(t, base+"/"); code != 200 {
+		t.Errorf("GET /: %d", code)
+	}
+	if err := srv.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Wait(); err != nil {
+		t.Errorf("after SIGTERM: %v, want exit status 0\n%s", err, stdout.String())
+	}
+	if !strings.Contains(stdout.String(), `"msg":"stopped"`) {
+		t.Errorf("no stopped line:\n%s", stdout.String())
+	}
+}

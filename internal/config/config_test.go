@@ -1,0 +1,157 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dubebox/dubebox/internal/config"
+	"go.uber.org/zap/zapcore"
+)
+
+func env(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		got  any
+		want any
+	}{
+		{"HTTP_ADDR", c.HTTPAddr, ":5000"},
+		{"REDIS_ADDR", c.RedisAddr, "localhost:6379"},
+		{"REDIS_TIMEOUT", c.RedisTimeout, 500 * time.Millisecond},
+		{"REDIS_POOL_TIMEOUT", c.RedisPoolTimeout, 500 * time.Millisecond},
+		{"KEY_PREFIX", c.KeyPrefix, "dubebox:"},
+		{"MAX_KEY_BYTES", c.MaxKeyBytes, 512},
+		{"MAX_VALUE_BYTES", c.MaxValueBytes, 1048576},
+		{"LOG_LEVEL", c.LogLevel, zapcore.InfoLevel},
+		{"LOG_FORMAT", c.LogFormat, "json"},
+		{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout, 10 * time.Second},
+		{"OTEL_SERVICE_NAME", c.ServiceName, "dubebox"},
+		{"OTEL_TRACES_EXPORTER", c.TraceExporter, "none"},
+		{"API_TOKEN", c.APIToken, ""},
+	}
+	for _, tc := range tests {
+		if tc.got != tc.want {
+			t.Errorf("%s: got %v, want %v", tc.name, tc.got, tc.want)
+		}
+	}
+}
+
+func TestRedisAddress(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		env      map[string]string
+		addr     string
+		user     string
+		password string
+		db       int
+		tls      bool
+	}{
+		{name: "REDIS_ADDR", env: map[string]string{"REDIS_ADDR": "cache:6380"}, addr: "cache:6380"},
+		{name: "seed host and port", env: map[string]string{"REDIS_HOST": "redis", "REDIS_PORT": "6390"}, addr: "redis:6390"},
+		{name: "seed host only", env: map[string]string{"REDIS_HOST": "redis"}, addr: "redis:6379"},
+		{name: "REDIS_ADDR wins over the seed's", env: map[string]string{"REDIS_ADDR": "a:1", "REDIS_HOST": "b"}, addr: "a:1"},
+		{name: "password and db", env: map[string]string{"REDIS_PASSWORD": "pw", "REDIS_DB": "3"}, addr: "localhost:6379", password: "pw", db: 3},
+		{name: "URL", env: map[string]string{"REDIS_URL": "redis://u:p@r.example:7000/2"}, addr: "r.example:7000", user: "u", password: "p", db: 2},
+		{name: "URL without port", env: map[string]string{"REDIS_URL": "rediss://r.example"}, addr: "r.example:6379", tls: true},
+		{name: "URL wins over REDIS_ADDR", env: map[string]string{"REDIS_URL": "redis://x:1", "REDIS_ADDR": "y:2"}, addr: "x:1"},
+	}
+	for _, tc := range tests {
+		c, err := config.Load(env(tc.env))
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if c.RedisAddr != tc.addr || c.RedisUsername != tc.user || c.RedisPassword != tc.password || c.RedisDB != tc.db || c.RedisTLS != tc.tls {
+			t.Errorf("%s: got %s user=%q pw=%q db=%d tls=%v", tc.name, c.RedisAddr, c.RedisUsername, c.RedisPassword, c.RedisDB, c.RedisTLS)
+		}
+	}
+}
+
+// TestInvalid checks that every bad value is refused with the variable's
+// name first, and that a secret in a bad URL is not echoed.
+func TestInvalid(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"bad http addr", map[string]string{"HTTP_ADDR": "5000"}, "HTTP_ADDR"},
+		{"bad redis addr", map[string]string{"REDIS_ADDR": "nope"}, "REDIS_ADDR"},
+		{"bad port", map[string]string{"REDIS_PORT": "99999"}, "REDIS_PORT"},
+		{"bad db", map[string]string{"REDIS_DB": "-1"}, "REDIS_DB"},
+		{"bad timeout", map[string]string{"REDIS_TIMEOUT": "500"}, "REDIS_TIMEOUT"},
+		{"zero timeout", map[string]string{"REDIS_TIMEOUT": "0s"}, "REDIS_TIMEOUT"},
+		{"bad pool size", map[string]string{"REDIS_POOL_SIZE": "many"}, "REDIS_POOL_SIZE"},
+		{"bad pool timeout", map[string]string{"REDIS_POOL_TIMEOUT": "-1s"}, "REDIS_POOL_TIMEOUT"},
+		{"bad key bytes", map[string]string{"MAX_KEY_BYTES": "0"}, "MAX_KEY_BYTES"},
+		{"bad value bytes", map[string]string{"MAX_VALUE_BYTES": "1e6"}, "MAX_VALUE_BYTES"},
+		{"bad level", map[string]string{"LOG_LEVEL": "verbose"}, "LOG_LEVEL"},
+		{"fatal level", map[string]string{"LOG_LEVEL": "fatal"}, "LOG_LEVEL"},
+		{"bad format", map[string]string{"LOG_FORMAT": "xml"}, "LOG_FORMAT"},
+		{"bad shutdown", map[string]string{"SHUTDOWN_TIMEOUT": "soon"}, "SHUTDOWN_TIMEOUT"},
+		{"bad exporter", map[string]string{"OTEL_TRACES_EXPORTER": "jaeger"}, "OTEL_TRACES_EXPORTER"},
+		{"otlp without endpoint", map[string]string{"OTEL_TRACES_EXPORTER": "otlp"}, "OTEL_TRACES_EXPORTER"},
+		{"bad protocol", map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "OTEL_EXPORTER_OTLP_PROTOCOL"},
+		{"bad pprof", map[string]string{"PPROF_ADDR": "x"}, "PPROF_ADDR"},
+		{"bad url scheme", map[string]string{"REDIS_URL": "http://u:hunter2@h:1"}, "REDIS_URL"},
+		{"bad url db", map[string]string{"REDIS_URL": "redis://u:hunter2@h:1/x"}, "REDIS_URL"},
+	}
+	for _, tc := range tests {
+		_, err := config.Load(env(tc.env))
+		if err == nil {
+			t.Errorf("%s: no error", tc.name)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), tc.want) || !config.IsConfigError(err) {
+			t.Errorf("%s: got %q, want it to start with %s", tc.name, err, tc.want)
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%s: the error echoes a password: %q", tc.name, err)
+		}
+	}
+}
+
+func TestFieldsMaskSecrets(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(env(map[string]string{
+		"REDIS_URL": "redis://user:hunter2@h:1/0", "API_TOKEN": "tok-secret",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := c.Fields()
+	for k, v := range f {
+		s, _ := v.(string)
+		if strings.Contains(s, "hunter2") || strings.Contains(s, "tok-secret") {
+			t.Errorf("%s shows a secret: %q", k, s)
+		}
+	}
+	if f["API_TOKEN"] != "********" || f["REDIS_PASSWORD"] != "********" {
+		t.Errorf("secrets not shown as set: %v %v", f["API_TOKEN"], f["REDIS_PASSWORD"])
+	}
+	if f["REDIS_URL"] != "redis://user:xxxxx@h:1/0" {
+		t.Errorf("REDIS_URL: got %v", f["REDIS_URL"])
+	}
+}
+
+func TestOTLPExporterDefault(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(env(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TraceExporter != "otlp" || c.OTLPEndpoint != "http://jaeger:4318" {
+		t.Errorf("got exporter %q endpoint %q", c.TraceExporter, c.OTLPEndpoint)
+	}
+}
