@@ -7,6 +7,8 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -191,10 +193,6 @@ func remaining(d time.Duration) time.Duration {
 	return d
 }
 
-// maxTxRetries bounds optimistic-lock retries of a hash write that raced
-// with another client.
-const maxTxRetries = 3
-
 // HSet writes fields into the hash at key and, when ttl is positive, sets
 // its expiry, in one MULTI/EXEC; it returns every field after the write. The
 // key is WATCHed and its type checked first, so a string is never touched.
@@ -227,17 +225,23 @@ func (s *Store) HSet(ctx context.Context, key string, fields map[string]string, 
 		})
 		return err
 	}
+	// Another writer of the same key makes EXEC fail; retry until the
+	// per-call deadline. Writers that collided would collide again if they
+	// all retried at once, so each waits a random, growing moment first.
 	var err error
-	for range maxTxRetries {
+	for attempt := 1; ; attempt++ {
 		err = s.rdb.Watch(ctx, write, k)
-		if !errors.Is(err, redis.TxFailedErr) {
+		if !errors.Is(err, redis.TxFailedErr) || ctx.Err() != nil {
 			break
 		}
+		time.Sleep(rand.N(time.Duration(min(attempt, 10)) * 200 * time.Microsecond)) //nolint:gosec // jitter, not a secret.
 	}
-	if errors.Is(err, ErrWrongType) {
+	switch {
+	case errors.Is(err, ErrWrongType):
 		return Hash{}, err
-	}
-	if err != nil {
+	case errors.Is(err, redis.TxFailedErr):
+		return Hash{}, fmt.Errorf("hset: other writers kept changing the key until the deadline: %w", ErrUnavailable)
+	case err != nil:
 		return Hash{}, wrap("hset", err)
 	}
 	return Hash{Fields: all.Val(), TTL: remaining(pttl.Val())}, nil

@@ -312,3 +312,45 @@ func TestRedisFailures(t *testing.T) {
 		}
 	})
 }
+
+// TestHSetUnderContention has many writers merge fields into one hash at
+// once: WATCH makes some retry, and every write that succeeds is kept.
+func TestHSetUnderContention(t *testing.T) {
+	t.Parallel()
+	s, _, _, _ := newStore(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	written := map[string]bool{}
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 10 {
+				f := strings.Repeat("x", w) + "-" + string(rune('a'+i))
+				_, err := s.HSet(ctx, "hot", map[string]string{f: "v"}, time.Minute)
+				switch {
+				case err == nil:
+					mu.Lock()
+					written[f] = true
+					mu.Unlock()
+				case !errors.Is(err, store.ErrUnavailable):
+					t.Errorf("HSet under contention: %v", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	h, err := s.HGetAll(ctx, "hot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for f := range written {
+		if h.Fields[f] != "v" {
+			t.Errorf("acknowledged field %q is missing", f)
+		}
+	}
+	if len(written) != 160 {
+		t.Errorf("%d of 160 writes succeeded; with a 1s deadline all should", len(written))
+	}
+}
