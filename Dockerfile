@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 
 # Build stage: the official Go image, pinned to the Go the project uses.
-FROM golang:1.26.8-bookworm AS build
+FROM golang:1.26.8 AS build
 WORKDIR /src
 # Modules first, so that a change to the source reuses this layer.
 COPY go.mod go.sum ./
@@ -10,11 +10,11 @@ COPY cmd ./cmd
 COPY internal ./internal
 COPY observability ./observability
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/dubebox ./cmd/dubebox
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/ ./cmd/dubebox ./cmd/loadgen
 
 # Run stage: no shell, no package manager, a non-root user (65532).
 FROM gcr.io/distroless/static-debian12:nonroot
-COPY --from=build /out/dubebox /dubebox
+COPY --from=build /out/dubebox /out/loadgen /
 USER nonroot:nonroot
 EXPOSE 5000
 ENV HTTP_ADDR=:5000

@@ -7,16 +7,19 @@ GOLANGCI_LINT_VERSION := v2.15.0
 GOLANGCI_LINT := $(shell $(GO) env GOPATH)/bin/golangci-lint
 FUZZTIME ?= 10s
 
-.PHONY: help build run test e2e fuzz lint tools up down clean
+.PHONY: help build run load test e2e fuzz lint tools up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
-build: ## build ./dubebox
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dubebox ./cmd/dubebox
+build: ## build ./dubebox and ./loadgen
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o . ./cmd/dubebox ./cmd/loadgen
 
 run: build ## run against the Redis at REDIS_ADDR (default localhost:6379)
 	LOG_FORMAT=$${LOG_FORMAT:-console} ./dubebox
+
+load: build ## drive mixed traffic at the API on localhost:5000 (LOAD_ARGS for more flags)
+	./loadgen -url $${URL:-http://localhost:5000} $(LOAD_ARGS)
 
 test: ## unit and integration tests (real redis-server) with the race detector
 	$(GO) test -race -count=1 ./...

@@ -131,6 +131,9 @@ func TestComposeFile(t *testing.T) {
 			t.Errorf("redis service lacks %s", want)
 		}
 	}
+	if lg, ok := cf.Services["loadgen"]; !ok || len(lg.Profiles) != 1 || lg.Profiles[0] != "load" {
+		t.Errorf("loadgen must exist under the load profile")
+	}
 	promSvc := string(mustJSON(t, cf.Services["prometheus"]))
 	if !strings.Contains(promSvc, "exemplar-storage") {
 		t.Errorf("prometheus runs without exemplar storage")

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dubebox/dubebox/internal/api"
+	"github.com/dubebox/dubebox/internal/redistest"
+	"github.com/dubebox/dubebox/internal/store"
+	"github.com/dubebox/dubebox/observability"
+	"go.opentelemetry.io/otel/trace/noop"
+	"go.uber.org/zap"
+)
+
+func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+
+// server is the real API over the package's Redis.
+func server(t *testing.T) *httptest.Server {
+	t.Helper()
+	rdb, prefix := redistest.Client(t)
+	st := store.New(rdb, prefix, time.Second, nil)
+	h := api.New(api.Config{ServiceName: "dubebox", Version: "test", MaxKeyBytes: 512, MaxValueBytes: 1 << 20},
+		api.Deps{Store: st, Log: zap.NewNop(), Metrics: observability.NewMetrics("test"), TracerProvider: noop.NewTracerProvider()})
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestMixedRun(t *testing.T) {
+	t.Parallel()
+	srv := server(t)
+	var out bytes.Buffer
+	jsonPath := filepath.Join(t.TempDir(), "sum.json")
+	err := run(t.Context(), []string{"-url", srv.URL, "-duration", "1500ms", "-report", "500ms", "-c", "4",
+		"-keys", "50", "-bad", "0.2", "-ttl-min", "1s", "-ttl-max", "2s", "-json", jsonPath}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum summary
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &sum); err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, v := range sum.ByStatus {
+		n += v
+	}
+	if sum.Requests == 0 || n != sum.Requests {
+		t.Fatalf("requests %d, by status %v", sum.Requests, sum.ByStatus)
+	}
+	for _, code := range []string{"200", "400", "404", "405"} {
+		if sum.ByStatus[code] == 0 {
+			t.Errorf("no %s in the mix: %v", code, sum.ByStatus)
+		}
+	}
+	if sum.Errors != 0 {
+		t.Errorf("errors against a healthy API: %v", sum.ByStatus)
+	}
+	if sum.HitRatio <= 0 || sum.HitRatio >= 1 || sum.P50ms <= 0 || sum.P99ms < sum.P50ms || sum.MaxMs < sum.P99ms {
+		t.Errorf("implausible figures: %+v", sum)
+	}
+	text := out.String()
+	for _, want := range []string{"closed loop with 4 workers", "hit ", "p99 ", "summary:", "latency: p50", "status:"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("output lacks %q:\n%s", want, text)
+		}
+	}
+	if lines := strings.Count(text, "rate "); lines < 2 {
+		t.Errorf("want a live line every 500ms, got %d:\n%s", lines, text)
+	}
+}
+
+func TestOpenLoopKeepsItsRate(t *testing.T) {
+	t.Parallel()
+	srv := server(t)
+	var out bytes.Buffer
+	jsonPath := filepath.Join(t.TempDir(), "sum.json")
+	if err := run(t.Context(), []string{"-url", srv.URL, "-duration", "2s", "-rate", "200", "-c", "8", "-json", jsonPath}, &out); err != nil {
+		t.Fatal(err)
+	}
+	var sum summary
+	b, _ := os.ReadFile(jsonPath)
+	if err := json.Unmarshal(b, &sum); err != nil {
+		t.Fatal(err)
+	}
+	// 400 requests are due in 2s; allow for the last ones cut off at the end.
+	if sum.Requests < 360 || sum.Requests > 401 {
+		t.Errorf("open loop at 200/s for 2s sent %d requests", sum.Requests)
+	}
+}
+
+func TestGetModePreloads(t *testing.T) {
+	t.Parallel()
+	srv := server(t)
+	var out bytes.Buffer
+	jsonPath := filepath.Join(t.TempDir(), "sum.json")
+	if err := run(t.Context(), []string{"-url", srv.URL, "-mode", "get", "-keys", "100", "-duration", "500ms", "-c", "2", "-json", jsonPath}, &out); err != nil {
+		t.Fatal(err)
+	}
+	var sum summary
+	b, _ := os.ReadFile(jsonPath)
+	_ = json.Unmarshal(b, &sum)
+	if sum.Requests == 0 || sum.ByStatus["200"] != sum.Requests {
+		t.Errorf("GET on preloaded keys: %v", sum.ByStatus)
+	}
+}
+
+func TestUnreachableAndBadFlags(t *testing.T) {
+	t.Parallel()
+	port, err := redistest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	err = run(t.Context(), []string{"-url", "http://127.0.0.1:" + strconv.Itoa(port), "-duration", "1s"}, &out)
+	if err == nil || !strings.Contains(err.Error(), "unreachable") {
+		t.Errorf("unreachable API: got %v", err)
+	}
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"bad mode", []string{"-mode", "chaos"}},
+		{"zipf too small", []string{"-zipf", "1"}},
+		{"share over 1", []string{"-read", "1.5"}},
+		{"ttl order", []string{"-ttl-min", "10s", "-ttl-max", "5s"}},
+		{"extra argument", []string{"now"}},
+	}
+	for _, tc := range tests {
+		if _, err := parseFlags(tc.args, &out); err == nil {
+			t.Errorf("%s: no error", tc.name)
+		}
+	}
+}
