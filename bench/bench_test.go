@@ -1,0 +1,398 @@
+//go:build bench
+
+// Package bench measures DubeBox against Redis's own ceiling on the same
+// machine, in one run: `make bench`. It appends its figures to results.md.
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dubebox/dubebox/internal/redistest"
+	"github.com/redis/go-redis/v9"
+)
+
+const (
+	conns    = 32
+	keys     = 1000
+	runFor   = 8 * time.Second
+	repeats  = 3
+	valueLen = 64
+)
+
+func need(t *testing.T, bin, hint string) string {
+	t.Helper()
+	p, err := exec.LookPath(bin)
+	if err != nil {
+		t.Fatalf("%s not found: %s", bin, hint)
+	}
+	return p
+}
+
+func root() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..")
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// result is one measurement: throughput and latency quantiles.
+type result struct {
+	rps, p50, p99 float64 // p50 and p99 in milliseconds
+}
+
+func medianResult(rs []result) result {
+	var a, b, c []float64
+	for _, r := range rs {
+		a, b, c = append(a, r.rps), append(b, r.p50), append(c, r.p99)
+	}
+	return result{median(a), median(b), median(c)}
+}
+
+// redisBenchmark runs redis-benchmark -c 32 (not pipelined) for one command.
+func redisBenchmark(t *testing.T, addr, test string) result {
+	t.Helper()
+	host, port, _ := strings.Cut(addr, ":")
+	out, err := exec.Command("redis-benchmark", "-h", host, "-p", port, "-c", strconv.Itoa(conns),
+		"-n", "300000", "-d", strconv.Itoa(valueLen), "-r", strconv.Itoa(keys), "-t", test, "--csv").Output()
+	if err != nil {
+		t.Fatalf("redis-benchmark: %v", err)
+	}
+	rows, err := csv.NewReader(strings.NewReader(string(out))).ReadAll()
+	if err != nil || len(rows) < 2 {
+		t.Fatalf("redis-benchmark output: %v %q", err, out)
+	}
+	// "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+	f := func(i int) float64 { v, _ := strconv.ParseFloat(rows[1][i], 64); return v }
+	return result{f(1), f(4), f(6)}
+}
+
+var wrkLatency = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([\d.]+)(us|ms|s)$`)
+var wrkRate = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
+
+// wrk runs wrk with 32 keep-alive connections, closed loop, with a Lua
+// script that picks the method and the key.
+func wrk(t *testing.T, base, script string) result {
+	t.Helper()
+	dir := t.TempDir()
+	lua := filepath.Join(dir, "s.lua")
+	if err := os.WriteFile(lua, []byte(script), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("wrk", "-t", "2", "-c", strconv.Itoa(conns), "-d", runFor.String(),
+		"--latency", "-s", lua, base).CombinedOutput()
+	if err != nil {
+		t.Fatalf("wrk: %v\n%s", err, out)
+	}
+	var r result
+	m := wrkRate.FindStringSubmatch(string(out))
+	if m == nil {
+		t.Fatalf("wrk output: %s", out)
+	}
+	r.rps, _ = strconv.ParseFloat(m[1], 64)
+	for _, l := range wrkLatency.FindAllStringSubmatch(string(out), -1) {
+		v, _ := strconv.ParseFloat(l[2], 64)
+		switch l[3] {
+		case "us":
+			v /= 1000
+		case "s":
+			v *= 1000
+		}
+		if l[1] == "50" {
+			r.p50 = v
+		} else {
+			r.p99 = v
+		}
+	}
+	if strings.Contains(string(out), "Non-2xx") {
+		t.Fatalf("wrk saw non-2xx answers:\n%s", out)
+	}
+	return r
+}
+
+const getScript = `
+math.randomseed(os.time())
+request = function()
+  return wrk.format("GET", "/v1/kv/bench" .. math.random(0, %d))
+end
+`
+
+const putScript = `
+math.randomseed(os.time())
+local body = '{"value":"' .. string.rep("v", %d) .. '"}'
+request = function()
+  return wrk.format("PUT", "/v1/kv/bench" .. math.random(0, %d), {["Content-Type"]="application/json"}, body)
+end
+`
+
+// server is the built dubebox under test.
+type server struct {
+	cmd  *exec.Cmd
+	base string
+	log  string
+}
+
+func startServer(t *testing.T, bin, redisAddr string, env []string) *server {
+	t.Helper()
+	port, err := redistest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	logPath := filepath.Join(t.TempDir(), "dubebox.log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), append([]string{"HTTP_ADDR=" + addr, "REDIS_ADDR=" + redisAddr, "KEY_PREFIX=dubebox:"}, env...)...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{cmd: cmd, base: "http://" + addr, log: logPath}
+	t.Cleanup(func() { s.stop(); _ = f.Close() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(s.base + "/readyz")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server not ready: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (s *server) stop() {
+	if s.cmd.Process != nil {
+		_ = s.cmd.Process.Signal(os.Interrupt)
+		_ = s.cmd.Wait()
+	}
+}
+
+// peakRSS reads the process's high-water resident set (VmHWM) in MiB.
+func (s *server) peakRSS(t *testing.T) float64 {
+	t.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			return kb / 1024
+		}
+	}
+	t.Fatal("no VmHWM")
+	return 0
+}
+
+// scrape reads /metrics every 5s while the run lasts, as Prometheus would.
+func scrape(ctx context.Context, base string) {
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+			req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0")
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+			}
+		}
+	}
+}
+
+type figures struct {
+	get, put result
+	rss      float64
+}
+
+func measureAPI(t *testing.T, srv *server, scraped bool) figures {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if scraped {
+		go scrape(ctx, srv.base)
+	}
+	var gets, puts []result
+	for range repeats {
+		gets = append(gets, wrk(t, srv.base, fmt.Sprintf(getScript, keys-1)))
+		puts = append(puts, wrk(t, srv.base, fmt.Sprintf(putScript, valueLen, keys-1)))
+	}
+	return figures{get: medianResult(gets), put: medianResult(puts), rss: srv.peakRSS(t)}
+}
+
+// openLoopP99 runs loadgen open-loop GETs at rate and returns its p99 (ms).
+func openLoopP99(t *testing.T, loadgen, base string, rate float64) (float64, float64) {
+	t.Helper()
+	js := filepath.Join(t.TempDir(), "ol.json")
+	out, err := exec.Command(loadgen, "-url", base, "-mode", "get", "-keys", strconv.Itoa(keys), "-prefix", "bench",
+		"-rate", strconv.FormatFloat(rate, 'f', 0, 64), "-c", "64", "-duration", "10s", "-report", "10s", "-json", js).CombinedOutput()
+	if err != nil {
+		t.Fatalf("loadgen: %v\n%s", err, out)
+	}
+	var sum struct {
+		Throughput float64 `json:"throughput_rps"`
+		P99ms      float64 `json:"p99_ms"`
+	}
+	b, _ := os.ReadFile(js)
+	if err := json.Unmarshal(b, &sum); err != nil {
+		t.Fatal(err)
+	}
+	return sum.Throughput, sum.P99ms
+}
+
+func TestBench(t *testing.T) {
+	need(t, "redis-benchmark", "install Redis (apt-get install -y redis-server)")
+	need(t, "wrk", "install wrk (apt-get install -y wrk)")
+	dir := t.TempDir()
+	rs, err := redistest.StartServer(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rs.Kill)
+
+	bin := filepath.Join(dir, "dubebox")
+	lg := filepath.Join(dir, "loadgen")
+	build := exec.Command("go", "build", "-trimpath", "-o", dir+"/", "./cmd/dubebox", "./cmd/loadgen")
+	build.Dir = root()
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	// Existing keys for the GET runs, written straight to Redis.
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
+	value := strings.Repeat("v", valueLen)
+	for i := range keys {
+		if err := rdb.Set(context.Background(), "dubebox:bench"+strconv.Itoa(i), value, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = rdb.Close()
+
+	var rget, rset []result
+	for range repeats {
+		rget = append(rget, redisBenchmark(t, rs.Addr, "get"))
+		rset = append(rset, redisBenchmark(t, rs.Addr, "set"))
+	}
+	redisGet, redisSet := medianResult(rget), medianResult(rset)
+
+	// A sink that accepts OTLP/HTTP trace exports and discards them.
+	var exports atomic.Int64
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		exports.Add(1)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(sink.Close)
+
+	on := startServer(t, bin, rs.Addr, []string{
+		"LOG_LEVEL=info", "OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_ENDPOINT=" + sink.URL,
+		"OTEL_TRACES_SAMPLER=always_on",
+	})
+	telOn := measureAPI(t, on, true)
+	olRate := telOn.get.rps / 2
+	olGot, olP99 := openLoopP99(t, lg, on.base, olRate)
+	on.stop()
+
+	off := startServer(t, bin, rs.Addr, []string{
+		"LOG_LEVEL=warn", "OTEL_TRACES_EXPORTER=none", "OTEL_TRACES_SAMPLER=always_off",
+	})
+	telOff := measureAPI(t, off, false)
+	off.stop()
+
+	report := renderReport(redisGet, redisSet, telOn, telOff, olRate, olGot, olP99, exports.Load())
+	fmt.Println(report)
+	appendResults(t, report)
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+		}
+	}
+	return "unknown CPU"
+}
+
+func renderReport(redisGet, redisSet result, on, off figures, olRate, olGot, olP99 float64, exports int64) string {
+	var b strings.Builder
+	host, _ := os.Hostname()
+	fmt.Fprintf(&b, "## %s on %s (%d cores, %s, %s)\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), host,
+		runtime.NumCPU(), cpuModel(), runtime.Version())
+	fmt.Fprintf(&b, "Medians of %d runs of %v each; %d connections, closed loop (wrk); %d keys of %d bytes; Redis, API and load share the cores.\n\n",
+		repeats, runFor, conns, keys, valueLen)
+	b.WriteString("| what | req/s | p50 ms | p99 ms |\n|---|---:|---:|---:|\n")
+	row := func(name string, r result) { fmt.Fprintf(&b, "| %s | %.0f | %.3f | %.3f |\n", name, r.rps, r.p50, r.p99) }
+	row("redis-benchmark GET -c 32", redisGet)
+	row("redis-benchmark SET -c 32", redisSet)
+	row("API GET, telemetry on", on.get)
+	row("API PUT, telemetry on", on.put)
+	row("API GET, telemetry off", off.get)
+	row("API PUT, telemetry off", off.put)
+	b.WriteString("\n| target | measured | goal | met |\n|---|---:|---:|---|\n")
+	check := func(name string, v, goal float64, higher bool, unit string) {
+		met := v >= goal
+		if !higher {
+			met = v <= goal
+		}
+		fmt.Fprintf(&b, "| %s | %.2f%s | %s %.2f%s | %v |\n", name, v, unit, map[bool]string{true: "≥", false: "≤"}[higher], goal, unit, met)
+	}
+	check("GET API/Redis (telemetry on)", on.get.rps/redisGet.rps, 0.4, true, "")
+	check("PUT API/Redis (telemetry on)", on.put.rps/redisSet.rps, 0.4, true, "")
+	check("GET telemetry on/off", on.get.rps/off.get.rps, 0.8, true, "")
+	check("PUT telemetry on/off", on.put.rps/off.put.rps, 0.8, true, "")
+	check(fmt.Sprintf("open-loop GET p99 at %.0f req/s (got %.0f)", olRate, olGot), olP99, 2, false, " ms")
+	check("peak RSS, telemetry on", on.rss, 50, false, " MiB")
+	fmt.Fprintf(&b, "\nPeak RSS with telemetry off: %.1f MiB. OTLP exports received by the sink: %d.\n", off.rss, exports)
+	return b.String()
+}
+
+func appendResults(t *testing.T, report string) {
+	t.Helper()
+	path := filepath.Join(root(), "bench", "results.md")
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	if _, err := f.WriteString("\n" + report); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("appended to %s", path)
+}
