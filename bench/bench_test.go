@@ -358,7 +358,9 @@ func renderReport(redisGet, redisSet result, on, off figures, olRate, olGot, olP
 	fmt.Fprintf(&b, "Medians of %d runs of %v each; %d connections, closed loop (wrk); %d keys of %d bytes; Redis, API and load share the cores.\n\n",
 		repeats, runFor, conns, keys, valueLen)
 	b.WriteString("| what | req/s | p50 ms | p99 ms |\n|---|---:|---:|---:|\n")
-	row := func(name string, r result) { fmt.Fprintf(&b, "| %s | %.0f | %.3f | %.3f |\n", name, r.rps, r.p50, r.p99) }
+	row := func(name string, r result) {
+		fmt.Fprintf(&b, "| %s | %.0f | %.3f | %.3f |\n", name, r.rps, r.p50, r.p99)
+	}
 	row("redis-benchmark GET -c 32", redisGet)
 	row("redis-benchmark SET -c 32", redisSet)
 	row("API GET, telemetry on", on.get)

@@ -58,8 +58,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return &config.Error{Var: "arguments", Value: fmt.Sprint(args), Reason: "the only argument accepted is healthcheck"}
 	}
 
-	log := observability.NewLogger(stdout, cfg.LogLevel, cfg.LogFormat)
-	defer func() { _ = log.Sync() }()
+	log, flushLog := observability.NewLogger(stdout, cfg.LogLevel, cfg.LogFormat)
+	defer flushLog()
 	log.Info("starting dubebox", zap.String("version", version), zap.Any("config", cfg.Fields()))
 
 	tp, err := observability.NewTracerProvider(ctx, observability.TracingConfig{

@@ -27,6 +27,10 @@ func Tune(o *redis.UniversalOptions, timeout time.Duration) *redis.UniversalOpti
 	// One pool: REDIS_POOL_SIZE is then the real bound on connections,
 	// pipelines included.
 	o.PipelinePoolSize = -1
+	// RESP2: the store needs no push notifications, and under RESP3 go-redis
+	// checks the socket for pending pushes around every command, which
+	// costs a system call and about 5% of the CPU of a GET (bench/results.md).
+	o.Protocol = 2
 	// CLIENT SETINFO and CLIENT MAINT_NOTIFICATIONS cost a round trip per new
 	// connection, and Redis 7.0 refuses both.
 	o.DisableIdentity = true
