@@ -7,7 +7,7 @@ GOLANGCI_LINT_VERSION := v2.15.0
 GOLANGCI_LINT := $(shell $(GO) env GOPATH)/bin/golangci-lint
 FUZZTIME ?= 10s
 
-.PHONY: help build run load test e2e bench fuzz lint tools up down clean
+.PHONY: help build run load test e2e faults bench fuzz lint tools up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ test: ## unit and integration tests (real redis-server) with the race detector
 
 e2e: ## the Compose stack proven with local processes (needs prometheus, prometheus-redis-exporter, docker-compose)
 	$(GO) test -tags e2e -count=1 -v ./internal/e2e
+
+faults: ## fault tests: Redis stalled, killed, full, pool exhausted, shutdown under load, slow clients
+	$(GO) test -tags faults -count=1 -v ./internal/faults
 
 bench: ## benchmark against redis-benchmark, appends to bench/results.md (needs wrk, redis-benchmark)
 	$(GO) test -tags bench -count=1 -v -timeout 30m -run TestBench ./bench

@@ -20,9 +20,13 @@ import (
 // Config is every setting the service reads. It is built once by Load and
 // then passed by value to the constructors that need a part of it.
 type Config struct {
-	HTTPAddr        string
-	ShutdownTimeout time.Duration
-	PprofAddr       string
+	HTTPAddr              string
+	HTTPReadHeaderTimeout time.Duration
+	HTTPReadTimeout       time.Duration
+	HTTPWriteTimeout      time.Duration
+	HTTPIdleTimeout       time.Duration
+	ShutdownTimeout       time.Duration
+	PprofAddr             string
 
 	RedisAddr        string
 	RedisUsername    string
@@ -68,20 +72,24 @@ func (e *Error) Error() string {
 func Load(getenv func(string) string) (Config, error) {
 	r := reader{getenv: getenv}
 	c := Config{
-		HTTPAddr:         r.addr("HTTP_ADDR", ":5000"),
-		ShutdownTimeout:  r.duration("SHUTDOWN_TIMEOUT", 10*time.Second),
-		PprofAddr:        r.optionalAddr("PPROF_ADDR"),
-		RedisTimeout:     r.duration("REDIS_TIMEOUT", 500*time.Millisecond),
-		RedisPoolSize:    r.integer("REDIS_POOL_SIZE", 0, 0, 100000),
-		RedisPoolTimeout: r.duration("REDIS_POOL_TIMEOUT", 0),
-		KeyPrefix:        r.str("KEY_PREFIX", "dubebox:"),
-		MaxKeyBytes:      r.integer("MAX_KEY_BYTES", 512, 1, 1<<20),
-		MaxValueBytes:    r.integer("MAX_VALUE_BYTES", 1<<20, 1, 512<<20),
-		APIToken:         getenv("API_TOKEN"),
-		LogLevel:         r.level("LOG_LEVEL"),
-		LogFormat:        r.oneOf("LOG_FORMAT", "json", "json", "console"),
-		ServiceName:      r.str("OTEL_SERVICE_NAME", "dubebox"),
-		OTLPEndpoint:     firstSet(getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), getenv("OTEL_EXPORTER_OTLP_ENDPOINT")),
+		HTTPAddr:              r.addr("HTTP_ADDR", ":5000"),
+		HTTPReadHeaderTimeout: r.duration("HTTP_READ_HEADER_TIMEOUT", 5*time.Second),
+		HTTPReadTimeout:       r.duration("HTTP_READ_TIMEOUT", 30*time.Second),
+		HTTPWriteTimeout:      r.duration("HTTP_WRITE_TIMEOUT", 30*time.Second),
+		HTTPIdleTimeout:       r.duration("HTTP_IDLE_TIMEOUT", 120*time.Second),
+		ShutdownTimeout:       r.duration("SHUTDOWN_TIMEOUT", 10*time.Second),
+		PprofAddr:             r.optionalAddr("PPROF_ADDR"),
+		RedisTimeout:          r.duration("REDIS_TIMEOUT", 500*time.Millisecond),
+		RedisPoolSize:         r.integer("REDIS_POOL_SIZE", 0, 0, 100000),
+		RedisPoolTimeout:      r.duration("REDIS_POOL_TIMEOUT", 0),
+		KeyPrefix:             r.str("KEY_PREFIX", "dubebox:"),
+		MaxKeyBytes:           r.integer("MAX_KEY_BYTES", 512, 1, 1<<20),
+		MaxValueBytes:         r.integer("MAX_VALUE_BYTES", 1<<20, 1, 512<<20),
+		APIToken:              getenv("API_TOKEN"),
+		LogLevel:              r.level("LOG_LEVEL"),
+		LogFormat:             r.oneOf("LOG_FORMAT", "json", "json", "console"),
+		ServiceName:           r.str("OTEL_SERVICE_NAME", "dubebox"),
+		OTLPEndpoint:          firstSet(getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), getenv("OTEL_EXPORTER_OTLP_ENDPOINT")),
 		OTLPProtocol: r.oneOf("OTEL_EXPORTER_OTLP_PROTOCOL",
 			"http/protobuf", "http/protobuf", "grpc"),
 	}
@@ -177,6 +185,10 @@ func (c Config) Fields() map[string]any {
 	}
 	return map[string]any{
 		"HTTP_ADDR":                   c.HTTPAddr,
+		"HTTP_READ_HEADER_TIMEOUT":    c.HTTPReadHeaderTimeout.String(),
+		"HTTP_READ_TIMEOUT":           c.HTTPReadTimeout.String(),
+		"HTTP_WRITE_TIMEOUT":          c.HTTPWriteTimeout.String(),
+		"HTTP_IDLE_TIMEOUT":           c.HTTPIdleTimeout.String(),
 		"SHUTDOWN_TIMEOUT":            c.ShutdownTimeout.String(),
 		"PPROF_ADDR":                  c.PprofAddr,
 		"REDIS_ADDR":                  c.RedisAddr,

@@ -1,0 +1,253 @@
+//go:build faults
+
+package faults
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dubebox/dubebox/internal/redistest"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "faults-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	_, file, _, _ := runtime.Caller(0)
+	binary = filepath.Join(dir, "dubebox")
+	build := exec.Command("go", "build", "-o", binary, "./cmd/dubebox")
+	build.Dir = filepath.Join(filepath.Dir(file), "..", "..")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// service is the built dubebox binary, run as a process of its own.
+type service struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	addr string
+	base string
+	log  string
+	done chan error
+}
+
+func start(t *testing.T, redisAddr string, env ...string) *service {
+	t.Helper()
+	port, err := redistest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	logPath := filepath.Join(t.TempDir(), "dubebox.log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary)
+	cmd.Env = append([]string{"HTTP_ADDR=" + addr, "REDIS_ADDR=" + redisAddr, "LOG_LEVEL=info"}, env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &service{t: t, cmd: cmd, addr: addr, base: "http://" + addr, log: logPath, done: make(chan error, 1)}
+	go func() { s.done <- cmd.Wait(); _ = f.Close() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = <-s.done // the exit status of a killed process says nothing
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			if len(b) > 3000 {
+				b = b[len(b)-3000:]
+			}
+			t.Logf("--- tail of the server's log:\n%s", b)
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if code, _, _ := get(s.base + "/healthz"); code == 200 {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server did not answer /healthz within 10s")
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+}
+
+var quick = &http.Client{Timeout: 5 * time.Second}
+
+func get(url string) (int, string, error) {
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := quick.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), nil
+}
+
+// metric reads one unlabelled sample from /metrics.
+func (s *service) metric(name string) float64 {
+	s.t.Helper()
+	_, body, err := get(s.base + "/metrics")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	s.t.Fatalf("no %s in /metrics", name)
+	return 0
+}
+
+func (s *service) signal(sig syscall.Signal) {
+	s.t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// rec is one request of a load: when it started and ended, and its answer.
+type rec struct {
+	start, end time.Time
+	method     string
+	path       string
+	value      string
+	status     int
+	body       string
+	err        error
+}
+
+func (r rec) took() time.Duration { return r.end.Sub(r.start) }
+
+// load sends requests from workers until ctx ends and records every one.
+type load struct {
+	mu   sync.Mutex
+	recs []rec
+	wg   sync.WaitGroup
+}
+
+type next func(worker, i int) (method, path, body, value string)
+
+func runLoad(ctx context.Context, base string, workers int, pick next) *load {
+	l := &load{}
+	for w := range workers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+			for i := 0; ctx.Err() == nil; i++ {
+				method, path, body, value := pick(w, i)
+				r := rec{start: time.Now(), method: method, path: path, value: value}
+				var rd io.Reader
+				if body != "" {
+					rd = strings.NewReader(body)
+				}
+				req, err := http.NewRequestWithContext(context.Background(), method, base+path, rd)
+				if err != nil {
+					r.err = err
+				} else {
+					resp, err := client.Do(req)
+					if err != nil {
+						r.err = err
+					} else {
+						b, _ := io.ReadAll(resp.Body)
+						_ = resp.Body.Close()
+						r.status, r.body = resp.StatusCode, string(b)
+					}
+				}
+				r.end = time.Now()
+				l.mu.Lock()
+				l.recs = append(l.recs, r)
+				l.mu.Unlock()
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) wait() []rec {
+	l.wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	sort.Slice(l.recs, func(i, j int) bool { return l.recs[i].start.Before(l.recs[j].start) })
+	return l.recs
+}
+
+// tally counts records by status ("error" for no answer) and finds the
+// slowest.
+func tally(rs []rec) (map[string]int, time.Duration) {
+	m := map[string]int{}
+	var worst time.Duration
+	for _, r := range rs {
+		if r.err != nil {
+			m["no answer"]++
+		} else {
+			m[strconv.Itoa(r.status)]++
+		}
+		worst = max(worst, r.took())
+	}
+	return m, worst
+}
+
+func between(rs []rec, from, to time.Time) []rec {
+	var out []rec
+	for _, r := range rs {
+		if !r.start.Before(from) && r.start.Before(to) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// isJSONError reports whether body is the API's error shape with code.
+func isJSONError(body string, codes ...string) bool {
+	for _, c := range codes {
+		if strings.HasPrefix(body, `{"error":{"code":"`+c+`"`) && strings.Contains(body, `"request_id":"`) {
+			return true
+		}
+	}
+	return false
+}
+
+// mixed is a steady load of writes of unique values and reads of them.
+func mixed(worker, i int) (method, path, body, value string) {
+	key := fmt.Sprintf("w%d-%d", worker, i/2)
+	if i%2 == 0 {
+		v := fmt.Sprintf("value-%d-%d", worker, i)
+		return http.MethodPut, "/v1/kv/" + key, `{"value":"` + v + `"}`, v
+	}
+	return http.MethodGet, "/v1/kv/" + key, "", ""
+}
