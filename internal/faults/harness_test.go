@@ -76,7 +76,9 @@ func start(t *testing.T, redisAddr string, env ...string) *service {
 	go func() { s.done <- cmd.Wait(); _ = f.Close() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		_ = <-s.done // the exit status of a killed process says nothing
+		if err := <-s.done; err != nil {
+			t.Logf("server exit: %v", err) // killed: this says nothing
+		}
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
 			if len(b) > 3000 {
