@@ -27,15 +27,17 @@ test: ## unit and integration tests (real redis-server) with the race detector
 e2e: ## the Compose stack proven with local processes (needs prometheus, prometheus-redis-exporter, docker-compose)
 	$(GO) test -tags e2e -count=1 -v ./internal/e2e
 
-faults: ## fault tests: Redis stalled, killed, full, pool exhausted, shutdown under load, slow clients
+faults: ## fault tests (Redis stalled, killed, full; pool flood; shutdown; slow clients) and the hostile-input suite
 	$(GO) test -tags faults -count=1 -v ./internal/faults
+	$(GO) test -count=1 -v -run '^(TestHostileInput|TestReadToken|TestRateLimit|TestCardinalityIsBounded|TestSecretsNeverLeak|TestNamespaceIsolation|TestRedisAuth)$$' ./internal/api ./cmd/dubebox
 
 bench: ## benchmark against redis-benchmark, appends to bench/results.md (needs wrk, redis-benchmark)
 	$(GO) test -tags bench -count=1 -v -timeout 30m -run TestBench ./bench
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/api
 
-fuzz: ## run each fuzz target for FUZZTIME (default 10s)
+fuzz: ## run each fuzz target for FUZZTIME (default 10s); crashers land in testdata/fuzz
 	$(GO) test -run '^$$' -fuzz '^FuzzKeyFieldTTL$$' -fuzztime $(FUZZTIME) ./internal/api
+	$(GO) test -run '^$$' -fuzz '^FuzzRouter$$' -fuzztime $(FUZZTIME) ./internal/api
 
 lint: tools ## gofmt, go vet and golangci-lint (config in .golangci.yml)
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo 'gofmt: run gofmt -w on the files above'; exit 1; }

@@ -21,6 +21,7 @@ type Metrics struct {
 	HTTPRequests  *prometheus.CounterVec
 	HTTPDuration  *prometheus.HistogramVec
 	HTTPInFlight  prometheus.Gauge
+	RateLimited   prometheus.Counter
 	CacheLookups  *prometheus.CounterVec
 	RedisCommands *prometheus.CounterVec
 	RedisDuration *prometheus.HistogramVec
@@ -47,6 +48,10 @@ func NewMetrics(version string) *Metrics {
 			Name: "dubebox_http_requests_in_flight",
 			Help: "HTTP requests being served now.",
 		}),
+		RateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dubebox_http_rate_limited_total",
+			Help: "Requests refused with 429 by the per-client rate limit (RATE_LIMIT_RPS).",
+		}),
 		CacheLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dubebox_cache_lookups_total",
 			Help: "Reads of the store by operation and result (hit or miss): the cache hit ratio.",
@@ -68,7 +73,7 @@ func NewMetrics(version string) *Metrics {
 	})
 	buildInfo.Set(1)
 	reg.MustRegister(
-		m.HTTPRequests, m.HTTPDuration, m.HTTPInFlight, m.CacheLookups,
+		m.HTTPRequests, m.HTTPDuration, m.HTTPInFlight, m.RateLimited, m.CacheLookups,
 		m.RedisCommands, m.RedisDuration, buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

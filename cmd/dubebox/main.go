@@ -91,17 +91,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	st := store.New(rdb, cfg.KeyPrefix, cfg.RedisTimeout, metrics)
 	if err := st.Ping(ctx); err != nil {
 		// Start anyway: /readyz says 503 until Redis answers, and go-redis
-		// reconnects by itself.
-		log.Warn("redis is not answering yet; serving 503 until it does",
-			zap.String("redis_addr", cfg.RedisAddr), zap.Error(err))
+		// reconnects by itself. Wrong credentials are worth their own line:
+		// restarting will not fix them.
+		msg := "redis is not answering yet; serving 503 until it does"
+		if store.IsAuthError(err) {
+			msg = "redis refused the credentials: check REDIS_USERNAME and REDIS_PASSWORD; serving 503 until they work"
+		}
+		log.Warn(msg, zap.String("redis_addr", cfg.RedisAddr), zap.Error(err))
 	}
 
 	handler := api.New(api.Config{
-		ServiceName:   cfg.ServiceName,
-		Version:       version,
-		MaxKeyBytes:   cfg.MaxKeyBytes,
-		MaxValueBytes: cfg.MaxValueBytes,
-		APIToken:      cfg.APIToken,
+		ServiceName:    cfg.ServiceName,
+		Version:        version,
+		MaxKeyBytes:    cfg.MaxKeyBytes,
+		MaxValueBytes:  cfg.MaxValueBytes,
+		APIToken:       cfg.APIToken,
+		APIReadToken:   cfg.APIReadToken,
+		MaxHeaderBytes: cfg.MaxHeaderBytes,
+		RateLimitRPS:   cfg.RateLimitRPS,
+		RateLimitBurst: cfg.RateLimitBurst,
 	}, api.Deps{Store: st, Log: log, Metrics: metrics, TracerProvider: tp})
 
 	if cfg.PprofAddr != "" {
@@ -144,8 +152,10 @@ func serve(ctx context.Context, cfg config.Config, handler http.Handler, log *za
 		ReadTimeout:       cfg.HTTPReadTimeout,
 		WriteTimeout:      cfg.HTTPWriteTimeout,
 		IdleTimeout:       cfg.HTTPIdleTimeout,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          zap.NewStdLog(log.Named("http.server")),
+		// A hard cap: MAX_HEADER_BYTES, checked by the router, answers
+		// with the API's error shape well below it.
+		MaxHeaderBytes: 1 << 20,
+		ErrorLog:       zap.NewStdLog(log.Named("http.server")),
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

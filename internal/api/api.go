@@ -4,6 +4,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"net/http"
@@ -50,6 +51,15 @@ type Config struct {
 	MaxValueBytes int
 	// APIToken, when set, is required as a bearer token on every data route.
 	APIToken string
+	// APIReadToken, when set (with APIToken), is a bearer token that may
+	// only read: GET on the data routes.
+	APIReadToken string
+	// MaxHeaderBytes bounds the request's header names and values.
+	MaxHeaderBytes int
+	// RateLimitRPS, when positive, limits each client address to this many
+	// requests per second on the data routes, with bursts of RateLimitBurst.
+	RateLimitRPS   float64
+	RateLimitBurst int
 }
 
 // Deps are the router's collaborators, built by run.
@@ -109,6 +119,7 @@ func New(cfg Config, deps Deps) http.Handler {
 		),
 		observability.AccessLog(deps.Log),
 		observability.HTTPMetrics(deps.Metrics),
+		h.headerLimit(cmp.Or(cfg.MaxHeaderBytes, 16<<10)),
 	)
 	r.NoRoute(func(c *gin.Context) {
 		h.respond(c, &Error{Code: CodeNotFound, Message: "no such route"})
@@ -124,6 +135,9 @@ func New(cfg Config, deps Deps) http.Handler {
 	r.GET("/metrics", gin.WrapH(metrics))
 
 	data := r.Group("/", h.auth())
+	if cfg.RateLimitRPS > 0 {
+		data.Use(h.rateLimit(newClientLimiter(cfg.RateLimitRPS, max(cfg.RateLimitBurst, 1), deps.Metrics.RateLimited)))
+	}
 	data.GET("/set/:key/:value", h.seedSet)
 	data.GET("/get/:key", h.seedGet)
 
@@ -147,20 +161,29 @@ func New(cfg Config, deps Deps) http.Handler {
 	return r
 }
 
-// auth requires "Authorization: Bearer <API_TOKEN>" when a token is set,
-// compared in constant time so the token cannot be guessed by timing.
+// auth requires "Authorization: Bearer <token>" when API_TOKEN is set: the
+// full token may do anything, API_READ_TOKEN's only read (403 otherwise).
+// Tokens are compared in constant time so they cannot be guessed by timing.
 func (h *handler) auth() gin.HandlerFunc {
 	if h.cfg.APIToken == "" {
 		return func(c *gin.Context) { c.Next() }
 	}
-	want := []byte(h.cfg.APIToken)
+	full, read := []byte(h.cfg.APIToken), []byte(h.cfg.APIReadToken)
 	return func(c *gin.Context) {
 		got, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+		switch {
+		case ok && subtle.ConstantTimeCompare([]byte(got), full) == 1:
+			c.Next()
+		case ok && len(read) > 0 && subtle.ConstantTimeCompare([]byte(got), read) == 1:
+			// The seed's /set writes through a GET.
+			if c.Request.Method != http.MethodGet || strings.HasPrefix(c.FullPath(), "/set/") {
+				h.respond(c, &Error{Code: CodeForbidden, Message: "this token may only read"})
+				return
+			}
+			c.Next()
+		default:
 			h.respond(c, &Error{Code: CodeUnauthorized, Message: "missing or wrong bearer token"})
-			return
 		}
-		c.Next()
 	}
 }
 
@@ -186,6 +209,9 @@ func (h *handler) readyz(c *gin.Context) {
 // reason names why Redis failed in words fit for a probe's answer; the full
 // error goes to the log.
 func reason(err error) string {
+	if store.IsAuthError(err) {
+		return "redis refused the credentials (REDIS_USERNAME, REDIS_PASSWORD)"
+	}
 	switch toAPIError(err).Code {
 	case CodeTimeout:
 		return "redis did not answer PING in time"

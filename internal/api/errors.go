@@ -16,6 +16,9 @@ import (
 const (
 	CodeInvalidArgument     = "invalid_argument"
 	CodeUnauthorized        = "unauthorized"
+	CodeForbidden           = "forbidden"
+	CodeRateLimited         = "rate_limited"
+	CodeHeadersTooLarge     = "headers_too_large"
 	CodeNotFound            = "not_found"
 	CodeMethodNotAllowed    = "method_not_allowed"
 	CodeWrongType           = "wrong_type"
@@ -30,6 +33,9 @@ const (
 var statusOf = map[string]int{
 	CodeInvalidArgument:     http.StatusBadRequest,
 	CodeUnauthorized:        http.StatusUnauthorized,
+	CodeForbidden:           http.StatusForbidden,
+	CodeRateLimited:         http.StatusTooManyRequests,
+	CodeHeadersTooLarge:     http.StatusRequestHeaderFieldsTooLarge,
 	CodeNotFound:            http.StatusNotFound,
 	CodeMethodNotAllowed:    http.StatusMethodNotAllowed,
 	CodeWrongType:           http.StatusConflict,

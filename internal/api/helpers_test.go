@@ -35,7 +35,11 @@ type env struct {
 	logs    *observer.ObservedLogs
 }
 
-type option func(*api.Config, *api.Deps)
+type (
+	apiConfig = api.Config
+	apiDeps   = api.Deps
+	option    = func(*api.Config, *api.Deps)
+)
 
 func withToken(tok string) option {
 	return func(c *api.Config, _ *api.Deps) { c.APIToken = tok }
@@ -103,6 +107,16 @@ func (e *env) do(t testing.TB, method, path, body string, headers ...string) *ht
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
+	w := httptest.NewRecorder()
+	e.h.ServeHTTP(w, req)
+	return w
+}
+
+// doFrom sends a GET from another client address.
+func (e *env) doFrom(t testing.TB, remote, method, path string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequestWithContext(t.Context(), method, path, nil)
+	req.RemoteAddr = remote
 	w := httptest.NewRecorder()
 	e.h.ServeHTTP(w, req)
 	return w

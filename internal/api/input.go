@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,8 +23,8 @@ import (
 const MaxTTLSeconds = math.MaxInt32
 
 // checkName validates a key or a hash field name: not empty, at most max
-// bytes of valid UTF-8, no control characters and no slash (a key is one
-// path segment; an encoded slash would otherwise be ambiguous).
+// bytes of valid UTF-8, no control characters, no slash and not . or .. (a
+// key is one path segment; an encoded slash would otherwise be ambiguous).
 func checkName(what, s string, maxBytes int) error {
 	switch {
 	case s == "":
@@ -34,6 +35,8 @@ func checkName(what, s string, maxBytes int) error {
 		return invalid(what + " is not valid UTF-8")
 	case strings.ContainsRune(s, '/'):
 		return invalid(what + " must not contain '/'")
+	case s == "." || s == "..":
+		return invalid(what + " must not be . or .. (proxies and clients rewrite such path segments)")
 	case strings.IndexFunc(s, unicode.IsControl) >= 0:
 		return invalid(what + " must not contain control characters")
 	}
@@ -96,31 +99,100 @@ func ttlSeconds(d time.Duration) int64 {
 	return int64((d + time.Second - 1) / time.Second)
 }
 
-// decode reads the JSON object in the request body into dst: unknown fields,
-// a second value after the object and bodies over the limit are refused, and
-// the body is never read past the limit. With optional, an empty body leaves
-// dst as it is.
+// maxJSONDepth bounds the nesting of a request body: the API's bodies nest
+// two levels, and a deeply nested one is an attack on the parser.
+const maxJSONDepth = 8
+
+// decode reads the JSON object in the request body into dst: bodies over
+// the limit (never read past it), duplicate keys, nesting past maxJSONDepth,
+// unknown fields and data after the object are refused. With optional, an
+// empty body leaves dst as it is.
 func (h *handler) decode(c *gin.Context, dst any, optional bool) error {
 	if c.Request.ContentLength > h.maxBody {
 		return tooLarge(fmt.Sprintf("request body is larger than %d bytes", h.maxBody))
 	}
-	body := http.MaxBytesReader(c.Writer, c.Request.Body, h.maxBody)
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
-		if optional && errors.Is(err, io.EOF) {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, h.maxBody))
+	if err != nil {
+		return decodeError(err, h.maxBody)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		if optional {
 			return nil
 		}
+		return invalid("request body is empty; want a JSON object")
+	}
+	if !utf8.Valid(body) {
+		// encoding/json would quietly turn the bad bytes into U+FFFD.
+		return invalid("request body is not valid UTF-8")
+	}
+	if err := checkStructure(body); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
 		return decodeError(err, h.maxBody)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return decodeError(err, h.maxBody)
-		}
 		return invalid("request body has data after the JSON object")
 	}
 	return nil
+}
+
+// checkStructure walks the first JSON value of body and refuses duplicate
+// keys in an object (encoding/json would silently keep the last) and
+// nesting deeper than maxJSONDepth.
+func checkStructure(body []byte) error {
+	type frame struct {
+		object  bool
+		keys    map[string]bool
+		wantKey bool
+	}
+	var stack []*frame
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return decodeError(err, 0)
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{', '[':
+				if len(stack) == maxJSONDepth {
+					return invalid(fmt.Sprintf("request body nests deeper than %d levels", maxJSONDepth))
+				}
+				stack = append(stack, &frame{object: t == '{', keys: map[string]bool{}, wantKey: t == '{'})
+				continue
+			default:
+				stack = stack[:len(stack)-1]
+				if len(stack) == 0 {
+					return nil
+				}
+				top = stack[len(stack)-1]
+			}
+		case string:
+			if top != nil && top.object && top.wantKey {
+				if top.keys[t] {
+					return invalid(fmt.Sprintf("request body repeats the key %q", t))
+				}
+				top.keys[t] = true
+				top.wantKey = false
+				continue
+			}
+		}
+		if top == nil {
+			return nil // a bare scalar: Decode reports it as not an object
+		}
+		if top.object {
+			top.wantKey = true
+		}
+	}
 }
 
 func decodeError(err error, limit int64) error {

@@ -38,10 +38,14 @@ type Config struct {
 	RedisPoolTimeout time.Duration
 	redisURL         *url.URL
 
-	KeyPrefix     string
-	MaxKeyBytes   int
-	MaxValueBytes int
-	APIToken      string
+	KeyPrefix      string
+	MaxKeyBytes    int
+	MaxValueBytes  int
+	MaxHeaderBytes int
+	APIToken       string
+	APIReadToken   string
+	RateLimitRPS   float64
+	RateLimitBurst int
 
 	LogLevel  zapcore.Level
 	LogFormat string
@@ -85,7 +89,10 @@ func Load(getenv func(string) string) (Config, error) {
 		KeyPrefix:             r.str("KEY_PREFIX", "dubebox:"),
 		MaxKeyBytes:           r.integer("MAX_KEY_BYTES", 512, 1, 1<<20),
 		MaxValueBytes:         r.integer("MAX_VALUE_BYTES", 1<<20, 1, 512<<20),
+		MaxHeaderBytes:        r.integer("MAX_HEADER_BYTES", 16<<10, 1<<10, 1<<20),
 		APIToken:              getenv("API_TOKEN"),
+		APIReadToken:          getenv("API_READ_TOKEN"),
+		RateLimitRPS:          r.float("RATE_LIMIT_RPS", 0),
 		LogLevel:              r.level("LOG_LEVEL"),
 		LogFormat:             r.oneOf("LOG_FORMAT", "json", "json", "console"),
 		ServiceName:           r.str("OTEL_SERVICE_NAME", "dubebox"),
@@ -99,6 +106,13 @@ func Load(getenv func(string) string) (Config, error) {
 		c.RedisPoolTimeout = c.RedisTimeout
 	}
 	r.redis(&c)
+	c.RateLimitBurst = r.integer("RATE_LIMIT_BURST", max(1, int(math.Ceil(c.RateLimitRPS))), 1, 1<<20)
+	if c.APIReadToken != "" && c.APIToken == "" {
+		r.fail("API_READ_TOKEN", "", "needs API_TOKEN too: with only a read token nobody could write")
+	}
+	if c.APIReadToken != "" && c.APIReadToken == c.APIToken {
+		r.fail("API_READ_TOKEN", "", "must differ from API_TOKEN")
+	}
 	c.TraceExporter = r.oneOf("OTEL_TRACES_EXPORTER", defaultExporter(c.OTLPEndpoint), "otlp", "console", "none")
 	if c.TraceExporter == "otlp" && c.OTLPEndpoint == "" {
 		r.fail("OTEL_TRACES_EXPORTER", "otlp", "needs OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -203,7 +217,11 @@ func (c Config) Fields() map[string]any {
 		"KEY_PREFIX":                  c.KeyPrefix,
 		"MAX_KEY_BYTES":               c.MaxKeyBytes,
 		"MAX_VALUE_BYTES":             c.MaxValueBytes,
+		"MAX_HEADER_BYTES":            c.MaxHeaderBytes,
 		"API_TOKEN":                   mask(c.APIToken),
+		"API_READ_TOKEN":              mask(c.APIReadToken),
+		"RATE_LIMIT_RPS":              c.RateLimitRPS,
+		"RATE_LIMIT_BURST":            c.RateLimitBurst,
 		"LOG_LEVEL":                   c.LogLevel.String(),
 		"LOG_FORMAT":                  c.LogFormat,
 		"OTEL_SERVICE_NAME":           c.ServiceName,
@@ -261,6 +279,19 @@ func (r *reader) integer(name string, def, minimum, maximum int) int {
 		return def
 	}
 	return n
+}
+
+func (r *reader) float(name string, def float64) float64 {
+	v := r.getenv(name)
+	if v == "" {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+		r.fail(name, v, "want a number of requests per second, 0 for no limit")
+		return def
+	}
+	return f
 }
 
 func (r *reader) duration(name string, def time.Duration) time.Duration {

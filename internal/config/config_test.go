@@ -37,6 +37,11 @@ func TestDefaults(t *testing.T) {
 		{"OTEL_SERVICE_NAME", c.ServiceName, "dubebox"},
 		{"OTEL_TRACES_EXPORTER", c.TraceExporter, "none"},
 		{"API_TOKEN", c.APIToken, ""},
+		{"RATE_LIMIT_RPS", c.RateLimitRPS, 0.0},
+		{"RATE_LIMIT_BURST", c.RateLimitBurst, 1},
+		{"MAX_HEADER_BYTES", c.MaxHeaderBytes, 16384},
+		{"HTTP_READ_HEADER_TIMEOUT", c.HTTPReadHeaderTimeout, 5 * time.Second},
+		{"HTTP_WRITE_TIMEOUT", c.HTTPWriteTimeout, 30 * time.Second},
 	}
 	for _, tc := range tests {
 		if tc.got != tc.want {
@@ -104,6 +109,14 @@ func TestInvalid(t *testing.T) {
 		{"otlp without endpoint", map[string]string{"OTEL_TRACES_EXPORTER": "otlp"}, "OTEL_TRACES_EXPORTER"},
 		{"bad protocol", map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "OTEL_EXPORTER_OTLP_PROTOCOL"},
 		{"bad pprof", map[string]string{"PPROF_ADDR": "x"}, "PPROF_ADDR"},
+		{"bad rate", map[string]string{"RATE_LIMIT_RPS": "fast"}, "RATE_LIMIT_RPS"},
+		{"negative rate", map[string]string{"RATE_LIMIT_RPS": "-1"}, "RATE_LIMIT_RPS"},
+		{"bad burst", map[string]string{"RATE_LIMIT_RPS": "5", "RATE_LIMIT_BURST": "0"}, "RATE_LIMIT_BURST"},
+		{"read token alone", map[string]string{"API_READ_TOKEN": "r"}, "API_READ_TOKEN"},
+		{"read token same as token", map[string]string{"API_TOKEN": "t", "API_READ_TOKEN": "t"}, "API_READ_TOKEN"},
+		{"tiny header limit", map[string]string{"MAX_HEADER_BYTES": "10"}, "MAX_HEADER_BYTES"},
+		{"bad read header timeout", map[string]string{"HTTP_READ_HEADER_TIMEOUT": "1"}, "HTTP_READ_HEADER_TIMEOUT"},
+		{"bad write timeout", map[string]string{"HTTP_WRITE_TIMEOUT": "-2s"}, "HTTP_WRITE_TIMEOUT"},
 		{"bad url scheme", map[string]string{"REDIS_URL": "http://u:hunter2@h:1"}, "REDIS_URL"},
 		{"bad url db", map[string]string{"REDIS_URL": "redis://u:hunter2@h:1/x"}, "REDIS_URL"},
 	}
@@ -125,7 +138,7 @@ func TestInvalid(t *testing.T) {
 func TestFieldsMaskSecrets(t *testing.T) {
 	t.Parallel()
 	c, err := config.Load(env(map[string]string{
-		"REDIS_URL": "redis://user:hunter2@h:1/0", "API_TOKEN": "tok-secret",
+		"REDIS_URL": "redis://user:hunter2@h:1/0", "API_TOKEN": "tok-secret", "API_READ_TOKEN": "tok-read-secret",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +146,7 @@ func TestFieldsMaskSecrets(t *testing.T) {
 	f := c.Fields()
 	for k, v := range f {
 		s, _ := v.(string)
-		if strings.Contains(s, "hunter2") || strings.Contains(s, "tok-secret") {
+		if strings.Contains(s, "hunter2") || strings.Contains(s, "tok-") {
 			t.Errorf("%s shows a secret: %q", k, s)
 		}
 	}
@@ -142,6 +155,17 @@ func TestFieldsMaskSecrets(t *testing.T) {
 	}
 	if f["REDIS_URL"] != "redis://user:xxxxx@h:1/0" {
 		t.Errorf("REDIS_URL: got %v", f["REDIS_URL"])
+	}
+}
+
+func TestRateLimitBurstDefault(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(env(map[string]string{"RATE_LIMIT_RPS": "2.5"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RateLimitRPS != 2.5 || c.RateLimitBurst != 3 {
+		t.Errorf("got %v req/s burst %d, want 2.5 and 3", c.RateLimitRPS, c.RateLimitBurst)
 	}
 }
 

@@ -80,3 +80,16 @@ func classify(err error) error {
 // exported: callers see it as "none of the sentinels", which the HTTP layer
 // answers with 500.
 var errInternal = errors.New("unexpected redis reply")
+
+// IsAuthError reports whether Redis refused the credentials, so that the
+// operator is told to check REDIS_USERNAME and REDIS_PASSWORD rather than
+// that Redis is down.
+func IsAuthError(err error) bool {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return false
+	}
+	msg := rerr.Error()
+	return strings.HasPrefix(msg, "WRONGPASS") || strings.HasPrefix(msg, "NOAUTH") ||
+		strings.Contains(msg, "invalid password") || strings.Contains(msg, "invalid username-password")
+}

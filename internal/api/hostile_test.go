@@ -1,0 +1,297 @@
+package api_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// TestHostileInput sends requests a hostile or broken client sends. Each
+// must get a 4xx in the error shape (HEAD has no body), never a 5xx, and
+// Redis's keyspace must be unchanged afterwards, including a key planted
+// outside the prefix.
+func TestHostileInput(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "", withToken("right-token"))
+	ctx := context.Background()
+	outside := "outside:" + e.prefix + "planted"
+	if err := e.rdb.Set(ctx, outside, "untouchable", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.rdb.Del(context.Background(), outside) })
+	auth := []string{"Authorization", "Bearer right-token"}
+	e.do(t, "PUT", "/v1/kv/existing", `{"value":"v"}`, auth...)
+	e.do(t, "PUT", "/v1/hash/h", `{"fields":{"f":"v"}}`, auth...)
+	before := keysOf(t, e)
+
+	big := strings.Repeat("x", 1025)
+	deep := strings.Repeat(`{"a":`, 20) + `1` + strings.Repeat(`}`, 20)
+	tests := []struct {
+		name    string
+		method  string
+		path    string
+		body    string
+		headers []string
+		status  int
+	}{
+		{"oversized key", "PUT", "/v1/kv/" + strings.Repeat("k", 33), `{"value":"v"}`, nil, 400},
+		{"oversized field", "PUT", "/v1/hash/h/" + strings.Repeat("f", 33), `{"value":"v"}`, nil, 400},
+		{"oversized field in body", "PUT", "/v1/hash/h", `{"fields":{"` + strings.Repeat("f", 33) + `":"v"}}`, nil, 400},
+		{"oversized value", "PUT", "/v1/kv/k", `{"value":"` + big + `"}`, nil, 413},
+		{"oversized field value", "PUT", "/v1/hash/h/f", `{"value":"` + big + `"}`, nil, 413},
+		{"oversized body", "PUT", "/v1/kv/k", `{"value":"v","x":"` + strings.Repeat(" ", 80<<10) + `"}`, nil, 413},
+		{"oversized header", "GET", "/v1/kv/existing", "", []string{"X-Big", strings.Repeat("h", 20<<10)}, 431},
+		{"invalid JSON", "PUT", "/v1/kv/k", `{"value":"v"`, nil, 400},
+		{"not JSON at all", "PUT", "/v1/kv/k", `value=v`, nil, 400},
+		{"trailing data", "PUT", "/v1/kv/k", `{"value":"v"} {"value":"w"}`, nil, 400},
+		{"trailing garbage", "PUT", "/v1/kv/k", `{"value":"v"}x`, nil, 400},
+		{"duplicate field", "PUT", "/v1/kv/k", `{"value":"v","value":"w"}`, nil, 400},
+		{"duplicate hash field", "PUT", "/v1/hash/h", `{"fields":{"a":"1","a":"2"}}`, nil, 400},
+		{"unknown field", "PUT", "/v1/kv/k", `{"value":"v","admin":true}`, nil, 400},
+		{"wrong type value", "PUT", "/v1/kv/k", `{"value":{"nested":"v"}}`, nil, 400},
+		{"wrong type fields", "PUT", "/v1/hash/h", `{"fields":["a","b"]}`, nil, 400},
+		{"array body", "PUT", "/v1/kv/k", `["v"]`, nil, 400},
+		{"null body", "PUT", "/v1/kv/k", `null`, nil, 400},
+		{"deep nesting", "PUT", "/v1/kv/k", deep, nil, 400},
+		{"deep nesting in incr", "POST", "/v1/kv/n/incr", deep, nil, 400},
+		{"ttl zero", "PUT", "/v1/kv/k", `{"value":"v","ttl_seconds":0}`, nil, 400},
+		{"ttl negative", "PUT", "/v1/kv/k", `{"value":"v","ttl_seconds":-1}`, nil, 400},
+		{"ttl float", "PUT", "/v1/kv/k", `{"value":"v","ttl_seconds":0.5}`, nil, 400},
+		{"ttl string", "PUT", "/v1/kv/k", `{"value":"v","ttl_seconds":"60"}`, nil, 400},
+		{"ttl past Redis's largest", "PUT", "/v1/kv/k", `{"value":"v","ttl_seconds":9223372036854775807}`, nil, 400},
+		{"ttl beyond int64", "PUT", "/v1/kv/k", `{"value":"v","ttl_seconds":1e30}`, nil, 400},
+		{"ttl route negative", "PUT", "/v1/kv/existing/ttl", `{"ttl_seconds":-5}`, nil, 400},
+		{"seed ttl string", "GET", "/set/k/v?ttl=soon", "", nil, 400},
+		{"incr by float", "POST", "/v1/kv/n/incr", `{"by":0.1}`, nil, 400},
+		{"incr by huge", "POST", "/v1/kv/n/incr", `{"by":1e40}`, nil, 400},
+		{"invalid UTF-8 key", "GET", "/v1/kv/%C3%28", "", nil, 400},
+		{"invalid UTF-8 value", "PUT", "/v1/kv/k", "{\"value\":\"\xff\xfe\"}", nil, 400},
+		{"control character key", "GET", "/v1/kv/a%07b", "", nil, 400},
+		{"CR LF in key", "PUT", "/v1/kv/a%0D%0Ab", `{"value":"v"}`, nil, 400},
+		{"NUL in key", "PUT", "/v1/kv/a%00b", `{"value":"v"}`, nil, 400},
+		{"NUL in field", "PUT", "/v1/hash/h/a%00b", `{"value":"v"}`, nil, 400},
+		{"encoded slash in key", "PUT", "/v1/kv/..%2Foutside", `{"value":"v"}`, nil, 400},
+		{"encoded slash in field", "GET", "/v1/hash/h/a%2Fb", "", nil, 400},
+		{"dot dot key", "PUT", "/v1/kv/..", `{"value":"v"}`, nil, 400},
+		{"dot key", "GET", "/v1/kv/.", "", nil, 400},
+		{"dot dot field", "DELETE", "/v1/hash/h/..", "", nil, 400},
+		{"unknown route", "GET", "/v1/admin", "", nil, 404},
+		{"unknown version", "PUT", "/v2/kv/k", `{"value":"v"}`, nil, 404},
+		{"path traversal route", "GET", "/v1/kv/../../etc/passwd", "", nil, 404},
+		{"wrong method", "POST", "/v1/kv/k", `{"value":"v"}`, nil, 405},
+		{"wrong method on hash field", "PATCH", "/v1/hash/h/f", "", nil, 405},
+		{"HEAD", "HEAD", "/v1/kv/existing", "", nil, 405},
+		{"OPTIONS", "OPTIONS", "/v1/kv/existing", "", nil, 405},
+		{"no token", "DELETE", "/v1/kv/existing", "", []string{"Authorization", ""}, 401},
+		{"malformed Authorization", "DELETE", "/v1/kv/existing", "", []string{"Authorization", "Bearer"}, 401},
+		{"Authorization with newline", "DELETE", "/v1/kv/existing", "", []string{"Authorization", "Bearer right-token\nX: y"}, 401},
+		{"token with extra space", "DELETE", "/v1/kv/existing", "", []string{"Authorization", "Bearer  right-token"}, 401},
+		{"token in lower-case scheme", "DELETE", "/v1/kv/existing", "", []string{"Authorization", "bearer wrong"}, 401},
+		{"hostile request id with a valid-looking request", "PUT", "/v1/kv/k", `{"value":"v","ttl_seconds":0}`,
+			[]string{"X-Request-ID", "abc\r\nSet-Cookie: x=y"}, 400},
+		{"10 KB request id", "PUT", "/v1/kv/k", `{}`, []string{"X-Request-ID", strings.Repeat("r", 10<<10)}, 400},
+	}
+	if len(tests) < 40 {
+		t.Fatalf("the suite has %d cases, want at least 40", len(tests))
+	}
+	counts := map[int]int{}
+	for _, tc := range tests {
+		headers := tc.headers
+		if len(headers) == 0 || headers[0] != "Authorization" {
+			headers = append(append([]string{}, auth...), headers...)
+		}
+		w := e.do(t, tc.method, tc.path, tc.body, headers...)
+		counts[w.Code]++
+		if w.Code != tc.status {
+			t.Errorf("%s: got %d, want %d: %s", tc.name, w.Code, tc.status, w.Body.String())
+			continue
+		}
+		errorCode(t, w)
+		if rid := w.Header().Get("X-Request-ID"); len(rid) > 128 || strings.ContainsAny(rid, "\r\n") {
+			t.Errorf("%s: the hostile request id came back: %q", tc.name, rid)
+		}
+	}
+	if after := keysOf(t, e); !reflect.DeepEqual(before, after) {
+		t.Errorf("hostile requests changed Redis:\nbefore %v\nafter  %v", before, after)
+	}
+	if v := e.rdb.Get(ctx, outside).Val(); v != "untouchable" {
+		t.Errorf("the key outside the prefix changed: %q", v)
+	}
+	fmt.Printf("hostile input: %d requests, by status %v, keyspace unchanged\n", len(tests), counts)
+}
+
+// TestReadToken checks API_READ_TOKEN: it reads, and is refused writes
+// with 403.
+func TestReadToken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "", func(c *apiConfig, _ *apiDeps) { c.APIToken, c.APIReadToken = "full-tok", "read-tok" })
+	full := []string{"Authorization", "Bearer full-tok"}
+	read := []string{"Authorization", "Bearer read-tok"}
+	if w := e.do(t, "PUT", "/v1/kv/k", `{"value":"v"}`, full...); w.Code != 200 {
+		t.Fatalf("full token PUT: %d", w.Code)
+	}
+	tests := []struct {
+		name   string
+		method string
+		path   string
+		body   string
+		status int
+		code   string
+	}{
+		{"read GET", "GET", "/v1/kv/k", "", 200, ""},
+		{"read seed get", "GET", "/get/k", "", 200, ""},
+		{"read TTL", "GET", "/v1/kv/k/ttl", "", 200, ""},
+		{"read PUT", "PUT", "/v1/kv/k", `{"value":"w"}`, 403, "forbidden"},
+		{"read DELETE", "DELETE", "/v1/kv/k", "", 403, "forbidden"},
+		{"read incr", "POST", "/v1/kv/n/incr", "", 403, "forbidden"},
+		{"read hash PUT", "PUT", "/v1/hash/h", `{"fields":{"a":"1"}}`, 403, "forbidden"},
+		{"read seed set", "GET", "/set/k/w", "", 403, "forbidden"},
+	}
+	for _, tc := range tests {
+		// The seed's /set writes through a GET: a read token must not.
+		w := e.do(t, tc.method, tc.path, tc.body, read...)
+		if w.Code != tc.status {
+			t.Errorf("%s: got %d, want %d", tc.name, w.Code, tc.status)
+			continue
+		}
+		if tc.code != "" && errorCode(t, w) != tc.code {
+			t.Errorf("%s: code %s", tc.name, errorCode(t, w))
+		}
+	}
+	if v := e.rdb.Get(context.Background(), e.prefix+"k").Val(); v != "v" {
+		t.Errorf("a read token changed the value to %q", v)
+	}
+}
+
+// TestRateLimit checks the per-address limit: 429 with Retry-After past
+// the burst, counted, and other addresses unaffected.
+func TestRateLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "", func(c *apiConfig, _ *apiDeps) { c.RateLimitRPS, c.RateLimitBurst = 1, 3 })
+	statuses := []int{}
+	for range 5 {
+		statuses = append(statuses, e.do(t, "GET", "/get/k", "").Code)
+	}
+	if !reflect.DeepEqual(statuses, []int{200, 200, 200, 429, 429}) {
+		t.Errorf("statuses %v, want a burst of 3 then 429", statuses)
+	}
+	w := e.do(t, "GET", "/v1/kv/k", "")
+	if w.Code != http.StatusTooManyRequests || errorCode(t, w) != "rate_limited" || w.Header().Get("Retry-After") != "1" {
+		t.Errorf("429: %d %s Retry-After %q", w.Code, w.Body.String(), w.Header().Get("Retry-After"))
+	}
+	if got := testutil.ToFloat64(e.metrics.RateLimited); got != 3 {
+		t.Errorf("dubebox_http_rate_limited_total = %v, want 3", got)
+	}
+	if w := e.do(t, "GET", "/healthz", ""); w.Code != 200 {
+		t.Errorf("healthz is rate limited: %d", w.Code)
+	}
+	other := e.doFrom(t, "198.51.100.9:1", "GET", "/get/k")
+	if other.Code != 200 {
+		t.Errorf("another address is limited too: %d", other.Code)
+	}
+}
+
+// TestCardinalityIsBounded floods random paths and keys: the number of
+// metric series must not grow with them.
+func TestCardinalityIsBounded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	warm := func(n int) {
+		for i := range n {
+			k := fmt.Sprintf("k%d", rand.IntN(1_000_000))
+			e.do(t, "GET", "/v1/kv/"+k, "")
+			e.do(t, "PUT", "/v1/kv/"+k, `{"value":"v"}`)
+			e.do(t, "GET", fmt.Sprintf("/random/%d/%d", i, rand.IntN(1_000_000)), "")
+			e.do(t, "PATCH", "/v1/kv/"+k, "")
+		}
+	}
+	warm(5)
+	before := seriesCount(t, e)
+	warm(300)
+	if after := seriesCount(t, e); after != before {
+		t.Errorf("metric series grew from %d to %d under random paths and keys", before, after)
+	}
+}
+
+func seriesCount(t *testing.T, e *env) int {
+	t.Helper()
+	mfs, err := e.metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, mf := range mfs {
+		if strings.HasPrefix(mf.GetName(), "dubebox_") {
+			n += len(mf.GetMetric())
+		}
+	}
+	return n
+}
+
+// TestNamespaceIsolation plants keys outside KEY_PREFIX and drives every
+// route with key strings that try to reach them: none is read, changed or
+// deleted, whatever the key string.
+func TestNamespaceIsolation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	ctx := context.Background()
+	bare := strings.TrimSuffix(e.prefix, ":")
+	planted := map[string]string{
+		"secret":                         "PLANTED-1",
+		bare:                             "PLANTED-2",
+		bare + "secret":                  "PLANTED-3",
+		"dubebox:secret":                 "PLANTED-4",
+		e.prefix[:len(e.prefix)-3] + "x": "PLANTED-5",
+	}
+	for k, v := range planted {
+		if err := e.rdb.Set(ctx, k, v, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for k := range planted {
+			e.rdb.Del(context.Background(), k)
+		}
+	})
+	keys := []string{"secret", "..%2Fsecret", "%2E%2E", "*", "dubebox:secret", "..", "%00secret", "secret%00", "%20secret", "SECRET"}
+	for k := range planted {
+		keys = append(keys, url.PathEscape(k))
+	}
+	requests := 0
+	for _, k := range keys {
+		for _, r := range []struct{ method, path, body string }{
+			{"GET", "/get/" + k, ""},
+			{"GET", "/v1/kv/" + k, ""},
+			{"GET", "/v1/kv/" + k + "/ttl", ""},
+			{"PUT", "/v1/kv/" + k + "/ttl", `{"ttl_seconds":1}`},
+			{"DELETE", "/v1/kv/" + k + "/ttl", ""},
+			{"DELETE", "/v1/kv/" + k, ""},
+			{"GET", "/v1/hash/" + k, ""},
+			{"GET", "/v1/hash/" + k + "/f", ""},
+			{"DELETE", "/v1/hash/" + k, ""},
+		} {
+			requests++
+			w := e.do(t, r.method, r.path, r.body)
+			if w.Code >= 500 || w.Code == 200 && strings.Contains(w.Body.String(), "PLANTED") {
+				t.Errorf("%s %s reached a planted key: %d %s", r.method, r.path, w.Code, w.Body.String())
+			}
+		}
+	}
+	for k, v := range planted {
+		got, err := e.rdb.Get(ctx, k).Result()
+		if err != nil || got != v {
+			t.Errorf("planted %q is now %q, %v", k, got, err)
+		}
+		if ttl := e.rdb.TTL(ctx, k).Val(); ttl != -1 {
+			t.Errorf("planted %q got a TTL %v", k, ttl)
+		}
+	}
+	fmt.Printf("namespace isolation: %d requests over %d hostile key strings; %d planted keys outside the prefix unchanged\n", requests, len(keys), len(planted))
+}
