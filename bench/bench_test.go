@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/dubebox/dubebox/internal/redistest"
+	"github.com/dubebox/dubebox/internal/servicetest"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -36,20 +37,6 @@ const (
 	repeats  = 3
 	valueLen = 64
 )
-
-func need(t *testing.T, bin, hint string) string {
-	t.Helper()
-	p, err := exec.LookPath(bin)
-	if err != nil {
-		t.Fatalf("%s not found: %s", bin, hint)
-	}
-	return p
-}
-
-func root() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..")
-}
 
 func median(xs []float64) float64 {
 	s := slices.Clone(xs)
@@ -173,20 +160,10 @@ func startServer(t *testing.T, bin, redisAddr string, env []string) *server {
 	}
 	s := &server{cmd: cmd, base: "http://" + addr, log: logPath}
 	t.Cleanup(func() { s.stop(); _ = f.Close() })
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get(s.base + "/readyz")
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return s
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server not ready: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := servicetest.WaitHTTP(s.base+"/readyz", 10*time.Second); err != nil {
+		t.Fatal(err)
 	}
+	return s
 }
 
 func (s *server) stop() {
@@ -275,8 +252,8 @@ func openLoopP99(t *testing.T, loadgen, base string, rate float64) (float64, flo
 }
 
 func TestBench(t *testing.T) {
-	need(t, "redis-benchmark", "install Redis (apt-get install -y redis-server)")
-	need(t, "wrk", "install wrk (apt-get install -y wrk)")
+	servicetest.Need(t, "redis-benchmark", "install Redis (apt-get install -y redis-server)")
+	servicetest.Need(t, "wrk", "install wrk (apt-get install -y wrk)")
 	dir := t.TempDir()
 	rs, err := redistest.StartServer(dir)
 	if err != nil {
@@ -286,11 +263,8 @@ func TestBench(t *testing.T) {
 
 	bin := filepath.Join(dir, "dubebox")
 	lg := filepath.Join(dir, "loadgen")
-	build := exec.Command("go", "build", "-trimpath", "-o", dir+"/", "./cmd/dubebox", "./cmd/loadgen")
-	build.Dir = root()
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	if err := servicetest.Build(dir, "./cmd/dubebox", "./cmd/loadgen"); err != nil {
+		t.Fatal(err)
 	}
 
 	// Existing keys for the GET runs, written straight to Redis.
@@ -387,7 +361,7 @@ func renderReport(redisGet, redisSet result, on, off figures, olRate, olGot, olP
 
 func appendResults(t *testing.T, report string) {
 	t.Helper()
-	path := filepath.Join(root(), "bench", "results.md")
+	path := filepath.Join(servicetest.Root(), "bench", "results.md")
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		t.Fatal(err)

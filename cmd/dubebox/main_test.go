@@ -18,6 +18,7 @@ import (
 
 	"github.com/dubebox/dubebox/internal/config"
 	"github.com/dubebox/dubebox/internal/redistest"
+	"github.com/dubebox/dubebox/internal/servicetest"
 )
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
@@ -78,17 +79,7 @@ func start(t *testing.T, env map[string]string) (string, *syncBuffer, func() err
 
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return send(t, http.MethodGet, url, "")
 }
 
 func TestRunServesAndStops(t *testing.T) {
@@ -196,10 +187,10 @@ func TestConfigErrors(t *testing.T) {
 // one line naming the variable for bad configuration, 0 after SIGTERM.
 func TestBinary(t *testing.T) {
 	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "dubebox")
-	build := exec.CommandContext(t.Context(), "go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "dubebox")
+	if err := servicetest.Build(dir, "./cmd/dubebox"); err != nil {
+		t.Fatal(err)
 	}
 
 	bad := exec.CommandContext(t.Context(), bin)

@@ -11,14 +11,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dubebox/dubebox/internal/servicetest"
 	"github.com/goccy/go-yaml"
 )
 
 // TestPromtool runs Prometheus's own checks on the config, the alert rules
 // and their unit tests.
 func TestPromtool(t *testing.T) {
-	promtool := need(t, "promtool", aptHint)
-	top := root(t)
+	promtool := servicetest.Need(t, "promtool", aptHint)
+	top := servicetest.Root()
 	for _, args := range [][]string{
 		{"check", "config", "prometheus.yml"},
 		{"check", "rules", "observability/alerts/alerts.yml"},
@@ -62,8 +63,8 @@ type composeService struct {
 // that exist, declared volumes, Redis kept off the host, and the API's
 // hardening.
 func TestComposeFile(t *testing.T) {
-	dc := need(t, "docker-compose", aptHint)
-	top := root(t)
+	dc := servicetest.Need(t, "docker-compose", aptHint)
+	top := servicetest.Root()
 	cmd := exec.Command(dc, "config", "-q")
 	cmd.Dir = top
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -154,7 +155,7 @@ func mustJSON(t *testing.T, v any) []byte {
 // the dashboard uses, exemplars linked to Jaeger, no __inputs, and
 // $__rate_interval in every rate.
 func TestGrafanaFiles(t *testing.T) {
-	top := root(t)
+	top := servicetest.Root()
 	var ds struct {
 		Datasources []struct {
 			UID      string         `yaml:"uid"`

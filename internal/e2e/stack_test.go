@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,23 +20,8 @@ import (
 	"time"
 
 	"github.com/dubebox/dubebox/internal/redistest"
+	"github.com/dubebox/dubebox/internal/servicetest"
 )
-
-// root is the repository's top folder.
-func root(t *testing.T) string {
-	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
-func need(t *testing.T, bin, hint string) string {
-	t.Helper()
-	p, err := exec.LookPath(bin)
-	if err != nil {
-		t.Fatalf("%s not found: %s", bin, hint)
-	}
-	return p
-}
 
 const aptHint = "install Debian's packages with apt-get install -y prometheus prometheus-redis-exporter docker-compose (as .ci/run does)"
 
@@ -87,32 +71,20 @@ func freeAddr(t *testing.T) string {
 	return "127.0.0.1:" + strconv.Itoa(p)
 }
 
-// waitHTTP polls url until it answers 200.
 func waitHTTP(t *testing.T, url string, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		resp, err := http.Get(url) //nolint:noctx // a short poll in a test.
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not answer 200 within %v (last error %v)", url, within, err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := servicetest.WaitHTTP(url, within); err != nil {
+		t.Fatal(err)
 	}
 }
 
 // TestStack is the end-to-end proof: it runs the stack from local processes,
 // drives mixed traffic, and runs every query of every dashboard panel.
 func TestStack(t *testing.T) {
-	prom := need(t, "prometheus", aptHint)
-	exporter := need(t, "prometheus-redis-exporter", aptHint)
+	prom := servicetest.Need(t, "prometheus", aptHint)
+	exporter := servicetest.Need(t, "prometheus-redis-exporter", aptHint)
 	dir := t.TempDir()
-	top := root(t)
+	top := servicetest.Root()
 
 	// Redis, as Compose runs it: an LRU cache with a memory limit.
 	redisSrv, err := redistest.StartServer(dir, "--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")
@@ -122,10 +94,8 @@ func TestStack(t *testing.T) {
 	t.Cleanup(redisSrv.Kill)
 
 	bin := filepath.Join(dir, "dubebox")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/dubebox")
-	build.Dir = top
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	if err := servicetest.Build(dir, "./cmd/dubebox"); err != nil {
+		t.Fatal(err)
 	}
 	apiAddr := freeAddr(t)
 	api := spawn(t, dir, "dubebox", append(os.Environ(),

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/dubebox/dubebox/internal/redistest"
+	"github.com/dubebox/dubebox/internal/servicetest"
 )
 
 var binary string
@@ -31,12 +31,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	_, file, _, _ := runtime.Caller(0)
 	binary = filepath.Join(dir, "dubebox")
-	build := exec.Command("go", "build", "-o", binary, "./cmd/dubebox")
-	build.Dir = filepath.Join(filepath.Dir(file), "..", "..")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+	if err := servicetest.Build(dir, "./cmd/dubebox"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -87,16 +84,10 @@ func start(t *testing.T, redisAddr string, env ...string) *service {
 			t.Logf("--- tail of the server's log:\n%s", b)
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if code, _, _ := get(s.base + "/healthz"); code == 200 {
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the server did not answer /healthz within 10s")
-		}
-		time.Sleep(30 * time.Millisecond)
+	if err := servicetest.WaitHTTP(s.base+"/healthz", 10*time.Second); err != nil {
+		t.Fatal(err)
 	}
+	return s
 }
 
 var quick = &http.Client{Timeout: 5 * time.Second}
