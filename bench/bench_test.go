@@ -47,14 +47,15 @@ func median(xs []float64) float64 {
 // result is one measurement: throughput and latency quantiles.
 type result struct {
 	rps, p50, p99 float64 // p50 and p99 in milliseconds
+	cpuUS         float64 // the server's CPU time per request, in microseconds
 }
 
 func medianResult(rs []result) result {
-	var a, b, c []float64
+	var a, b, c, d []float64
 	for _, r := range rs {
-		a, b, c = append(a, r.rps), append(b, r.p50), append(c, r.p99)
+		a, b, c, d = append(a, r.rps), append(b, r.p50), append(c, r.p99), append(d, r.cpuUS)
 	}
-	return result{median(a), median(b), median(c)}
+	return result{median(a), median(b), median(c), median(d)}
 }
 
 // redisBenchmark runs redis-benchmark -c 32 (not pipelined) for one command.
@@ -72,7 +73,7 @@ func redisBenchmark(t *testing.T, addr, test string) result {
 	}
 	// "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
 	f := func(i int) float64 { v, _ := strconv.ParseFloat(rows[1][i], 64); return v }
-	return result{f(1), f(4), f(6)}
+	return result{rps: f(1), p50: f(4), p99: f(6)}
 }
 
 var wrkLatency = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([\d.]+)(us|ms|s)$`)
@@ -216,6 +217,33 @@ type figures struct {
 	rss      float64
 }
 
+// cpuTime is the process's user and system CPU time so far, from
+// /proc/PID/stat: a measure of cost per request that the machine's other
+// load disturbs far less than throughput.
+func (s *server) cpuTime(t *testing.T) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the command name (which may hold spaces) start after ")".
+	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	utime, _ := strconv.ParseFloat(fields[11], 64)
+	stime, _ := strconv.ParseFloat(fields[12], 64)
+	const ticksPerSecond = 100 // USER_HZ on Linux
+	return time.Duration((utime + stime) / ticksPerSecond * float64(time.Second))
+}
+
+// wrkServer runs wrk against srv and adds the server's CPU per request.
+func wrkServer(t *testing.T, srv *server, script string) result {
+	t.Helper()
+	before := srv.cpuTime(t)
+	r := wrk(t, srv.base, script)
+	used := srv.cpuTime(t) - before
+	r.cpuUS = float64(used.Microseconds()) / (r.rps * runFor.Seconds())
+	return r
+}
+
 func measureAPI(t *testing.T, srv *server, scraped bool) figures {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -225,8 +253,8 @@ func measureAPI(t *testing.T, srv *server, scraped bool) figures {
 	}
 	var gets, puts []result
 	for range repeats {
-		gets = append(gets, wrk(t, srv.base, fmt.Sprintf(getScript, keys-1)))
-		puts = append(puts, wrk(t, srv.base, fmt.Sprintf(putScript, valueLen, keys-1)))
+		gets = append(gets, wrkServer(t, srv, fmt.Sprintf(getScript, keys-1)))
+		puts = append(puts, wrkServer(t, srv, fmt.Sprintf(putScript, valueLen, keys-1)))
 	}
 	return figures{get: medianResult(gets), put: medianResult(puts), rss: srv.peakRSS(t)}
 }
@@ -331,9 +359,13 @@ func renderReport(redisGet, redisSet result, on, off figures, olRate, olGot, olP
 		runtime.NumCPU(), cpuModel(), runtime.Version())
 	fmt.Fprintf(&b, "Medians of %d runs of %v each; %d connections, closed loop (wrk); %d keys of %d bytes; Redis, API and load share the cores.\n\n",
 		repeats, runFor, conns, keys, valueLen)
-	b.WriteString("| what | req/s | p50 ms | p99 ms |\n|---|---:|---:|---:|\n")
+	b.WriteString("| what | req/s | p50 ms | p99 ms | server CPU µs/req |\n|---|---:|---:|---:|---:|\n")
 	row := func(name string, r result) {
-		fmt.Fprintf(&b, "| %s | %.0f | %.3f | %.3f |\n", name, r.rps, r.p50, r.p99)
+		cpu := "—"
+		if r.cpuUS > 0 {
+			cpu = fmt.Sprintf("%.0f", r.cpuUS)
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %.3f | %.3f | %s |\n", name, r.rps, r.p50, r.p99, cpu)
 	}
 	row("redis-benchmark GET -c 32", redisGet)
 	row("redis-benchmark SET -c 32", redisSet)
@@ -353,6 +385,7 @@ func renderReport(redisGet, redisSet result, on, off figures, olRate, olGot, olP
 	check("PUT API/Redis (telemetry on)", on.put.rps/redisSet.rps, 0.4, true, "")
 	check("GET telemetry on/off", on.get.rps/off.get.rps, 0.8, true, "")
 	check("PUT telemetry on/off", on.put.rps/off.put.rps, 0.8, true, "")
+	check("GET telemetry CPU off/on (cost per request)", off.get.cpuUS/on.get.cpuUS, 0.8, true, "")
 	check(fmt.Sprintf("open-loop GET p99 at %.0f req/s (got %.0f)", olRate, olGot), olP99, 2, false, " ms")
 	check("peak RSS, telemetry on", on.rss, 50, false, " MiB")
 	fmt.Fprintf(&b, "\nPeak RSS with telemetry off: %.1f MiB. OTLP exports received by the sink: %d.\n", off.rss, exports)
