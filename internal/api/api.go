@@ -80,8 +80,8 @@ type handler struct {
 }
 
 // New returns the HTTP handler with its middleware in the fixed order:
-// recover, request id, tracing, access log, metrics, then auth on the data
-// routes.
+// recover, request id, tracing, access log, metrics, the header limit, then
+// auth and the rate limit on the data routes.
 func New(cfg Config, deps Deps) http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	h := &handler{
