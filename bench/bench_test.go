@@ -136,48 +136,28 @@ end
 
 // server is the built dubebox under test.
 type server struct {
-	cmd  *exec.Cmd
+	proc *servicetest.Process
 	base string
-	log  string
 }
 
 func startServer(t *testing.T, bin, redisAddr string, env []string) *server {
 	t.Helper()
-	port, err := redistest.FreePort()
-	if err != nil {
+	p, base := servicetest.StartDubebox(t, bin, redisAddr, append([]string{"KEY_PREFIX=dubebox:"}, env...)...)
+	if err := servicetest.WaitHTTP(base+"/readyz", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	logPath := filepath.Join(t.TempDir(), "dubebox.log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), append([]string{"HTTP_ADDR=" + addr, "REDIS_ADDR=" + redisAddr, "KEY_PREFIX=dubebox:"}, env...)...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &server{cmd: cmd, base: "http://" + addr, log: logPath}
-	t.Cleanup(func() { s.stop(); _ = f.Close() })
-	if err := servicetest.WaitHTTP(s.base+"/readyz", 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return &server{proc: p, base: base}
 }
 
 func (s *server) stop() {
-	if s.cmd.Process != nil {
-		_ = s.cmd.Process.Signal(os.Interrupt)
-		_ = s.cmd.Wait()
-	}
+	_ = s.proc.Cmd.Process.Signal(os.Interrupt)
+	_ = s.proc.Wait()
 }
 
 // peakRSS reads the process's high-water resident set (VmHWM) in MiB.
 func (s *server) peakRSS(t *testing.T) float64 {
 	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.proc.Cmd.Process.Pid))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +202,7 @@ type figures struct {
 // load disturbs far less than throughput.
 func (s *server) cpuTime(t *testing.T) time.Duration {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.proc.Cmd.Process.Pid))
 	if err != nil {
 		t.Fatal(err)
 	}

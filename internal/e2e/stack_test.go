@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -24,52 +23,6 @@ import (
 )
 
 const aptHint = "install Debian's packages with apt-get install -y prometheus prometheus-redis-exporter docker-compose (as .ci/run does)"
-
-// proc is a background process whose output goes to a file in the test's
-// folder, killed when the test ends.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-}
-
-func spawn(t *testing.T, dir, name string, env []string, bin string, args ...string) *proc {
-	t.Helper()
-	logPath := filepath.Join(dir, name+".log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = env
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, log: logPath}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		_ = f.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			if len(b) > 4000 {
-				b = b[len(b)-4000:]
-			}
-			t.Logf("--- tail of %s's log:\n%s", name, b)
-		}
-	})
-	return p
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	p, err := redistest.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return "127.0.0.1:" + strconv.Itoa(p)
-}
 
 func waitHTTP(t *testing.T, url string, within time.Duration) {
 	t.Helper()
@@ -97,20 +50,17 @@ func TestStack(t *testing.T) {
 	if err := servicetest.Build(dir, "./cmd/dubebox"); err != nil {
 		t.Fatal(err)
 	}
-	apiAddr := freeAddr(t)
-	api := spawn(t, dir, "dubebox", append(os.Environ(),
-		"HTTP_ADDR="+apiAddr, "REDIS_ADDR="+redisSrv.Addr, "LOG_LEVEL=info", "OTEL_TRACES_EXPORTER=none",
-	), bin)
-	base := "http://" + apiAddr
+	api, base := servicetest.StartDubebox(t, bin, redisSrv.Addr, "LOG_LEVEL=info", "OTEL_TRACES_EXPORTER=none")
+	apiAddr := strings.TrimPrefix(base, "http://")
 	waitHTTP(t, base+"/readyz", 10*time.Second)
 
-	exporterAddr := freeAddr(t)
-	spawn(t, dir, "redis-exporter", os.Environ(), exporter,
+	exporterAddr := servicetest.FreeAddr(t)
+	servicetest.Spawn(t, "redis-exporter", os.Environ(), exporter,
 		"-redis.addr", "redis://"+redisSrv.Addr, "-web.listen-address", exporterAddr)
 	waitHTTP(t, "http://"+exporterAddr+"/metrics", 10*time.Second)
 
 	// The repo's prometheus.yml and alert rules, pointed at local addresses.
-	promAddr := freeAddr(t)
+	promAddr := servicetest.FreeAddr(t)
 	cfg, err := os.ReadFile(filepath.Join(top, "prometheus.yml"))
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +80,7 @@ func TestStack(t *testing.T) {
 	}
 	writeFile(t, filepath.Join(promDir, "prometheus.yml"), local)
 	writeFile(t, filepath.Join(promDir, "observability", "alerts", "alerts.yml"), string(rules))
-	spawn(t, dir, "prometheus", os.Environ(), prom,
+	servicetest.Spawn(t, "prometheus", os.Environ(), prom,
 		"--config.file="+filepath.Join(promDir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(promDir, "data"),
 		"--web.listen-address="+promAddr,
@@ -148,7 +98,7 @@ func TestStack(t *testing.T) {
 	checkTargets(t, promURL)
 	checkRules(t, promURL)
 	checkPanels(t, promURL, filepath.Join(top, "grafana", "dashboards"))
-	checkExemplars(t, promURL, api.log, start)
+	checkExemplars(t, promURL, api.Log, start)
 }
 
 func writeFile(t *testing.T, path, body string) {

@@ -295,9 +295,8 @@ func TestGracefulShutdown(t *testing.T) {
 	var exitErr error
 	var exitAfter time.Duration
 	select {
-	case exitErr = <-s.done:
-		exitAfter = time.Since(termAt)
-		s.done <- exitErr // for the cleanup
+	case <-s.proc.Exited():
+		exitErr, exitAfter = s.proc.Wait(), time.Since(termAt)
 	case <-time.After(6 * time.Second):
 		t.Fatal("the server did not exit within SHUTDOWN_TIMEOUT + 1s")
 	}

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -19,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dubebox/dubebox/internal/redistest"
 	"github.com/dubebox/dubebox/internal/servicetest"
 )
 
@@ -44,50 +42,15 @@ func TestMain(m *testing.M) {
 // service is the built dubebox binary, run as a process of its own.
 type service struct {
 	t    *testing.T
-	cmd  *exec.Cmd
+	proc *servicetest.Process
 	addr string
 	base string
-	log  string
-	done chan error
 }
 
 func start(t *testing.T, redisAddr string, env ...string) *service {
 	t.Helper()
-	port, err := redistest.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	logPath := filepath.Join(t.TempDir(), "dubebox.log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(binary)
-	cmd.Env = append([]string{"HTTP_ADDR=" + addr, "REDIS_ADDR=" + redisAddr, "LOG_LEVEL=info"}, env...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &service{t: t, cmd: cmd, addr: addr, base: "http://" + addr, log: logPath, done: make(chan error, 1)}
-	go func() { s.done <- cmd.Wait(); _ = f.Close() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		if err := <-s.done; err != nil {
-			t.Logf("server exit: %v", err) // killed: this says nothing
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			if len(b) > 3000 {
-				b = b[len(b)-3000:]
-			}
-			t.Logf("--- tail of the server's log:\n%s", b)
-		}
-	})
-	if err := servicetest.WaitHTTP(s.base+"/healthz", 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	p, base := servicetest.StartDubebox(t, binary, redisAddr, append([]string{"LOG_LEVEL=info"}, env...)...)
+	return &service{t: t, proc: p, addr: strings.TrimPrefix(base, "http://"), base: base}
 }
 
 var quick = &http.Client{Timeout: 5 * time.Second}
@@ -126,7 +89,7 @@ func (s *service) metric(name string) float64 {
 
 func (s *service) signal(sig syscall.Signal) {
 	s.t.Helper()
-	if err := s.cmd.Process.Signal(sig); err != nil {
+	if err := s.proc.Cmd.Process.Signal(sig); err != nil {
 		s.t.Fatal(err)
 	}
 }

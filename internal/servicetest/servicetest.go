@@ -6,6 +6,7 @@ package servicetest
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,7 +26,7 @@ func Root() string {
 // dir, statically and without paths, as the image does.
 func Build(dir string, pkgs ...string) error {
 	args := append([]string{"build", "-trimpath", "-o", dir + string(filepath.Separator)}, pkgs...)
-	cmd := exec.CommandContext(context.Background(), "go", args...) //nolint:gosec // the packages are the tests' own.
+	cmd := exec.CommandContext(context.Background(), "go", args...)
 	cmd.Dir = Root()
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -67,4 +68,84 @@ func WaitHTTP(url string, within time.Duration) error {
 		}
 		time.Sleep(30 * time.Millisecond)
 	}
+}
+
+// Process is a program a test started, its output going to Log.
+type Process struct {
+	Name   string
+	Cmd    *exec.Cmd
+	Log    string
+	exited chan struct{}
+	err    error
+}
+
+// Exited is closed when the process has ended.
+func (p *Process) Exited() <-chan struct{} { return p.exited }
+
+// Wait waits for the process to end and returns its exit status.
+func (p *Process) Wait() error {
+	<-p.exited
+	return p.err
+}
+
+// Spawn starts bin with args and env, its output to NAME.log in a folder
+// of the test's. The process is killed when the test ends, and the tail of
+// its log is shown when the test failed.
+func Spawn(t testing.TB, name string, env []string, bin string, args ...string) *Process {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(context.Background(), bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Env = env
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p := &Process{Name: name, Cmd: cmd, Log: logPath, exited: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		_ = f.Close()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = p.Wait() // killed: its status says nothing
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			if len(b) > 4000 {
+				b = b[len(b)-4000:]
+			}
+			t.Logf("--- tail of %s's log:\n%s", name, b)
+		}
+	})
+	return p
+}
+
+// FreeAddr is 127.0.0.1 and a port no one listens on.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	var lc net.ListenConfig
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	return ln.Addr().String()
+}
+
+// StartDubebox runs the built binary on a free port against redisAddr with
+// the extra env, and waits until it answers /healthz. It returns the
+// process and the base URL.
+func StartDubebox(t testing.TB, bin, redisAddr string, env ...string) (*Process, string) {
+	t.Helper()
+	addr := FreeAddr(t)
+	p := Spawn(t, "dubebox", append([]string{"HTTP_ADDR=" + addr, "REDIS_ADDR=" + redisAddr}, env...), bin)
+	base := "http://" + addr
+	if err := WaitHTTP(base+"/healthz", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return p, base
 }
