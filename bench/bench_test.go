@@ -140,9 +140,15 @@ type server struct {
 	base string
 }
 
+// serverEnv is extra environment for the server under test, from
+// BENCH_SERVER_ENV (space-separated, such as "GOMAXPROCS=1 GOGC=200"), so
+// that runtime settings can be compared in one harness.
+func serverEnv() []string { return strings.Fields(os.Getenv("BENCH_SERVER_ENV")) }
+
 func startServer(t *testing.T, bin, redisAddr string, env []string) *server {
 	t.Helper()
-	p, base := servicetest.StartDubebox(t, bin, redisAddr, append([]string{"KEY_PREFIX=dubebox:"}, env...)...)
+	env = append(append([]string{"KEY_PREFIX=dubebox:"}, env...), serverEnv()...)
+	p, base := servicetest.StartDubebox(t, bin, redisAddr, env...)
 	if err := servicetest.WaitHTTP(base+"/readyz", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -337,8 +343,9 @@ func renderReport(redisGet, redisSet result, on, off figures, olRate, olGot, olP
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "## %s on %s (%d cores, %s, %s)\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), host,
 		runtime.NumCPU(), cpuModel(), runtime.Version())
-	fmt.Fprintf(&b, "Medians of %d runs of %v each; %d connections, closed loop (wrk); %d keys of %d bytes; Redis, API and load share the cores.\n\n",
+	fmt.Fprintf(&b, "Medians of %d runs of %v each; %d connections, closed loop (wrk); %d keys of %d bytes; Redis, API and load share the cores.\n",
 		repeats, runFor, conns, keys, valueLen)
+	fmt.Fprintf(&b, "Server environment beyond the telemetry settings: %q (BENCH_SERVER_ENV).\n\n", strings.Join(serverEnv(), " "))
 	b.WriteString("| what | req/s | p50 ms | p99 ms | server CPU µs/req |\n|---|---:|---:|---:|---:|\n")
 	row := func(name string, r result) {
 		cpu := "—"

@@ -127,7 +127,7 @@ func AccessLog(log *zap.Logger) gin.HandlerFunc {
 				zap.String("client_ip", c.ClientIP()),
 				zap.String("request_id", RequestID(c)),
 			)
-			fields = append(fields, TraceFields(ctx)...)
+			fields = AppendTraceFields(fields, ctx)
 			log.Info("request", fields...)
 		}()
 		c.Next()

@@ -119,7 +119,7 @@ func (h *RedisHook) logCall(ctx context.Context, name string, n int, d time.Dura
 	if err != nil && !errors.Is(err, redis.Nil) {
 		fields = append(fields, zap.Error(err))
 	}
-	ce.Write(append(fields, TraceFields(ctx)...)...)
+	ce.Write(AppendTraceFields(fields, ctx)...)
 }
 
 func clientCaused(err error) bool {
@@ -135,14 +135,20 @@ func clientCaused(err error) bool {
 // TraceFields returns the trace_id and span_id of ctx's span as log fields,
 // or nothing when there is no valid span.
 func TraceFields(ctx context.Context) []zap.Field {
+	return AppendTraceFields(nil, ctx)
+}
+
+// AppendTraceFields appends the trace_id and span_id of ctx's span to
+// fields, without a slice of its own on the request path.
+func AppendTraceFields(fields []zap.Field, ctx context.Context) []zap.Field {
 	sc := trace.SpanContextFromContext(ctx)
 	if !sc.IsValid() {
-		return nil
+		return fields
 	}
-	return []zap.Field{
+	return append(fields,
 		zap.String("trace_id", sc.TraceID().String()),
 		zap.String("span_id", sc.SpanID().String()),
-	}
+	)
 }
 
 // InstrumentRedis adds tracing (redisotel, a client span per command or
