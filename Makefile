@@ -33,7 +33,7 @@ faults: ## fault tests (Redis stalled, killed, full; pool flood; shutdown; slow 
 
 bench: ## benchmark against redis-benchmark, appends to bench/results.md (needs wrk, redis-benchmark)
 	$(GO) test -tags bench -count=1 -v -timeout 30m -run TestBench ./bench
-	$(GO) test -run '^$$' -bench . -benchmem ./internal/api
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/api ./observability
 
 fuzz: ## run each fuzz target for FUZZTIME (default 10s); crashers land in testdata/fuzz
 	$(GO) test -run '^$$' -fuzz '^FuzzKeyFieldTTL$$' -fuzztime $(FUZZTIME) ./internal/api
