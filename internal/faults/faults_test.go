@@ -23,7 +23,6 @@ const redisTimeout = 300 * time.Millisecond
 
 // TestRedisStalls pauses redis-server (SIGSTOP) for 3 s under load.
 func TestRedisStalls(t *testing.T) {
-	t.Parallel()
 	rs := redistest.Start(t)
 	s := start(t, rs.Addr, "REDIS_TIMEOUT="+redisTimeout.String())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -95,7 +94,6 @@ func TestRedisStalls(t *testing.T) {
 // it on the same port; Redis fsyncs every write, so any lost acknowledged
 // write is the API's fault.
 func TestRedisDiesAndComesBack(t *testing.T) {
-	t.Parallel()
 	rs := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
 	s := start(t, rs.Addr, "REDIS_TIMEOUT="+redisTimeout.String())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -160,7 +158,6 @@ func TestRedisDiesAndComesBack(t *testing.T) {
 // requests wait at most REDIS_POOL_TIMEOUT, then get 503, and the server's
 // goroutines return to their baseline.
 func TestPoolExhaustion(t *testing.T) {
-	t.Parallel()
 	rs := redistest.Start(t, "--enable-debug-command", "yes")
 	const poolTimeout = 200 * time.Millisecond
 	s := start(t, rs.Addr, "REDIS_POOL_SIZE=2", "REDIS_POOL_TIMEOUT="+poolTimeout.String(), "REDIS_TIMEOUT=2s")
@@ -245,7 +242,6 @@ func TestPoolExhaustion(t *testing.T) {
 
 // TestRedisOutOfMemory runs Redis at a tiny maxmemory with noeviction.
 func TestRedisOutOfMemory(t *testing.T) {
-	t.Parallel()
 	rs := redistest.Start(t, "--maxmemory", "1", "--maxmemory-policy", "noeviction")
 	s := start(t, rs.Addr)
 	statuses := map[string]int{}
@@ -275,7 +271,6 @@ func TestRedisOutOfMemory(t *testing.T) {
 
 // TestGracefulShutdown sends SIGTERM while requests are in flight.
 func TestGracefulShutdown(t *testing.T) {
-	t.Parallel()
 	rs := redistest.Start(t, "--enable-debug-command", "yes")
 	s := start(t, rs.Addr, "REDIS_TIMEOUT=3s", "SHUTDOWN_TIMEOUT=5s")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -324,7 +319,6 @@ func TestGracefulShutdown(t *testing.T) {
 // that never reads its responses; the server's timeouts cut both while
 // other clients are served.
 func TestSlowClients(t *testing.T) {
-	t.Parallel()
 	rs := redistest.Start(t)
 	s := start(t, rs.Addr, "HTTP_READ_HEADER_TIMEOUT=1s", "HTTP_WRITE_TIMEOUT=2s", "MAX_VALUE_BYTES=2097152")
 	big := strings.Repeat("x", 1<<20)
