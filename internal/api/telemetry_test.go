@@ -39,11 +39,19 @@ func TestSpans(t *testing.T) {
 	if w := e.do(t, "GET", "/set/k2/"+secret, ""); w.Code != 200 {
 		t.Fatal(w.Body.String())
 	}
+	if w := e.do(t, "GET", "/metrics", ""); w.Code != 200 {
+		t.Fatal(w.Code)
+	}
 	const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	if w := e.do(t, "GET", "/v1/kv/k", "", "traceparent", parent); w.Code != 200 {
 		t.Fatal(w.Body.String())
 	}
 	spans := e.spans.Ended()
+	for _, s := range spans {
+		if s.Name() == "GET /metrics" {
+			t.Errorf("a scrape of /metrics was traced")
+		}
+	}
 
 	var server, child sdktrace.ReadOnlySpan
 	for _, s := range spans {
