@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -98,8 +99,14 @@ func newRequestID() string {
 // method, route template, path (a path parameter named "value" replaced by
 // [redacted]), status, duration, bytes, client ip, request id and trace and
 // span ids. It runs inside the tracing middleware, so the ids are there.
+//
+// Access lines carry no caller: it would always name this file, and finding
+// it costs a stack walk per request. Their fields go in a pooled slice, as
+// zap hands them to the core through an interface and they would otherwise
+// be allocated for every request.
 func AccessLog(log *zap.Logger) gin.HandlerFunc {
-	log = log.Named("http")
+	log = log.Named("http").WithOptions(zap.WithCaller(false))
+	pool := sync.Pool{New: func() any { s := make([]zap.Field, 0, 12); return &s }}
 	return func(c *gin.Context) {
 		start := time.Now()
 		ctx := c.Request.Context()
@@ -116,8 +123,12 @@ func AccessLog(log *zap.Logger) gin.HandlerFunc {
 				// otelgin put the raw path on the span; replace it too.
 				span.SetAttributes(semconv.URLPath(path))
 			}
-			fields := make([]zap.Field, 0, 12)
-			fields = append(fields,
+			ce := log.Check(zap.InfoLevel, "request")
+			if ce == nil {
+				return
+			}
+			fp := pool.Get().(*[]zap.Field)
+			fields := append((*fp)[:0],
 				zap.String("method", c.Request.Method),
 				zap.String("route", route(c)),
 				zap.String("path", path),
@@ -128,7 +139,10 @@ func AccessLog(log *zap.Logger) gin.HandlerFunc {
 				zap.String("request_id", RequestID(c)),
 			)
 			fields = AppendTraceFields(fields, ctx)
-			log.Info("request", fields...)
+			ce.Write(fields...)
+			clear(fields)
+			*fp = fields[:0]
+			pool.Put(fp)
 		}()
 		c.Next()
 		panicked = false
@@ -147,7 +161,7 @@ func HTTPMetrics(m *Metrics) gin.HandlerFunc {
 			status := finish(c, panicked)
 			r := route(c)
 			m.HTTPRequests.WithLabelValues(c.Request.Method, r, strconv.Itoa(status)).Inc()
-			observe(c.Request.Context(), m.HTTPDuration.WithLabelValues(c.Request.Method, r), time.Since(start).Seconds())
+			m.httpExemplars.observe(c.Request.Context(), m.HTTPDuration.WithLabelValues(c.Request.Method, r), time.Since(start).Seconds())
 		}()
 		c.Next()
 		panicked = false

@@ -53,7 +53,7 @@ func (h *RedisHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		start := time.Now()
 		err := next(ctx, cmd)
 		d := time.Since(start)
-		observe(ctx, h.metrics.RedisDuration.WithLabelValues(name), d.Seconds())
+		h.metrics.redisExemplars.observe(ctx, h.metrics.RedisDuration.WithLabelValues(name), d.Seconds())
 		h.count(name, err)
 		h.logCall(ctx, name, 1, d, err)
 		return err
@@ -69,7 +69,7 @@ func (h *RedisHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 		start := time.Now()
 		err := next(ctx, cmds)
 		d := time.Since(start)
-		observe(ctx, h.metrics.RedisDuration.WithLabelValues("pipeline"), d.Seconds())
+		h.metrics.redisExemplars.observe(ctx, h.metrics.RedisDuration.WithLabelValues("pipeline"), d.Seconds())
 		for _, c := range cmds {
 			h.count(c.Name(), c.Err())
 		}
