@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -48,17 +50,23 @@ func newGenerator(cfg config, client *http.Client) *generator {
 	return g
 }
 
-// worker holds one goroutine's random sources.
+// worker holds one goroutine's random sources and, for an http:// target,
+// its own connection.
 type worker struct {
 	g    *generator
 	rnd  *rand.Rand
 	zipf *rand.Zipf
 	st   *shard
+	conn *conn
 }
 
 func (g *generator) newWorker(i int) *worker {
 	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(i))) //nolint:gosec // load shape, not secrets.
-	return &worker{g: g, rnd: rnd, zipf: rand.NewZipf(rnd, g.cfg.zipfS, 1, g.cfg.keys-1), st: g.shards[i]}
+	w := &worker{g: g, rnd: rnd, zipf: rand.NewZipf(rnd, g.cfg.zipfS, 1, g.cfg.keys-1), st: g.shards[i]}
+	if u, err := url.Parse(g.base); err == nil && u.Scheme == "http" {
+		w.conn = newConn(hostPort(u), g.cfg.timeout)
+	}
+	return w
 }
 
 // run sends traffic until ctx ends, printing a live line every report
@@ -76,6 +84,9 @@ func (g *generator) run(ctx context.Context, out io.Writer) summary {
 		go func() {
 			defer wg.Done()
 			w := g.newWorker(i)
+			if w.conn != nil {
+				defer w.conn.close()
+			}
 			if ticks == nil {
 				for ctx.Err() == nil {
 					w.one(ctx, time.Now())
@@ -140,7 +151,7 @@ func (g *generator) schedule(ctx context.Context, ticks chan<- time.Time) {
 // one sends one request, chosen by mode and the mix, and records it.
 func (w *worker) one(ctx context.Context, scheduled time.Time) {
 	method, path, body, k := w.pick()
-	code := w.g.send(ctx, method, path, body)
+	code := w.g.sendOn(ctx, w.conn, method, path, body)
 	if ctx.Err() != nil && code == 0 {
 		return // cut off by the end of the run, not by the server
 	}
@@ -204,9 +215,14 @@ func (w *worker) bad() (method, path, body string, k kind) {
 	}
 }
 
-// send does one request and returns its status, or 0 when there was no
-// answer (refused, reset, timed out).
+// send does one request through the shared client and returns its status,
+// or 0 when there was no answer (refused, reset, timed out).
 func (g *generator) send(ctx context.Context, method, path, body string) int {
+	return g.sendOn(ctx, nil, method, path, body)
+}
+
+// sendOn does one request on c, or through the shared client when c is nil.
+func (g *generator) sendOn(ctx context.Context, c *conn, method, path, body string) int {
 	var r io.Reader
 	if body != "" {
 		r = strings.NewReader(body)
@@ -220,6 +236,10 @@ func (g *generator) send(ctx context.Context, method, path, body string) int {
 	}
 	if g.token != "" {
 		req.Header.Set("Authorization", "Bearer "+g.token)
+	}
+	if c != nil {
+		code, _ := c.do(ctx, req)
+		return code
 	}
 	resp, err := g.client.Do(req) //nolint:gosec // as above.
 	if err != nil {
@@ -259,4 +279,12 @@ func (g *generator) preloadKeys(ctx context.Context) error {
 	wg.Wait()
 	close(errc)
 	return errors.Join(<-errc)
+}
+
+// hostPort is u's host with the port made explicit.
+func hostPort(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	return net.JoinHostPort(u.Hostname(), "80")
 }
