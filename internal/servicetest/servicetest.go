@@ -23,9 +23,10 @@ func Root() string {
 }
 
 // Build compiles the repository's commands (such as "./cmd/dubebox") into
-// dir, statically and without paths, as the image does.
+// dir, statically, without paths and without Gin's MessagePack support, as
+// the image does.
 func Build(dir string, pkgs ...string) error {
-	args := append([]string{"build", "-trimpath", "-o", dir + string(filepath.Separator)}, pkgs...)
+	args := append([]string{"build", "-trimpath", "-tags", "nomsgpack", "-o", dir + string(filepath.Separator)}, pkgs...)
 	cmd := exec.CommandContext(context.Background(), "go", args...)
 	cmd.Dir = Root()
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
