@@ -16,6 +16,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -57,6 +58,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if len(args) > 0 {
 		return &config.Error{Var: "arguments", Value: fmt.Sprint(args), Reason: "the only argument accepted is healthcheck"}
 	}
+
+	// The runtime has already applied a GOGC from the environment; this sets
+	// the service's own default when there was none.
+	debug.SetGCPercent(cfg.GCPercent)
 
 	log, flushLog := observability.NewLogger(stdout, cfg.LogLevel, cfg.LogFormat)
 	defer flushLog()

@@ -42,6 +42,7 @@ func TestDefaults(t *testing.T) {
 		{"MAX_HEADER_BYTES", c.MaxHeaderBytes, 16384},
 		{"HTTP_READ_HEADER_TIMEOUT", c.HTTPReadHeaderTimeout, 5 * time.Second},
 		{"HTTP_WRITE_TIMEOUT", c.HTTPWriteTimeout, 30 * time.Second},
+		{"GOGC", c.GCPercent, 200},
 	}
 	for _, tc := range tests {
 		if tc.got != tc.want {
@@ -109,6 +110,8 @@ func TestInvalid(t *testing.T) {
 		{"otlp without endpoint", map[string]string{"OTEL_TRACES_EXPORTER": "otlp"}, "OTEL_TRACES_EXPORTER"},
 		{"bad protocol", map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "OTEL_EXPORTER_OTLP_PROTOCOL"},
 		{"bad pprof", map[string]string{"PPROF_ADDR": "x"}, "PPROF_ADDR"},
+		{"bad GOGC", map[string]string{"GOGC": "lots"}, "GOGC"},
+		{"zero GOGC", map[string]string{"GOGC": "0"}, "GOGC"},
 		{"bad rate", map[string]string{"RATE_LIMIT_RPS": "fast"}, "RATE_LIMIT_RPS"},
 		{"negative rate", map[string]string{"RATE_LIMIT_RPS": "-1"}, "RATE_LIMIT_RPS"},
 		{"bad burst", map[string]string{"RATE_LIMIT_RPS": "5", "RATE_LIMIT_BURST": "0"}, "RATE_LIMIT_BURST"},
