@@ -44,7 +44,7 @@ func TestExemplarGate(t *testing.T) {
 	t.Parallel()
 	buckets := []float64{0.001, 0.01, 0.1}
 	g := newExemplarGate(buckets)
-	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "h", Buckets: buckets})
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "h", Help: "A histogram under test.", Buckets: buckets})
 	first, second := sampledContext(t, 1), sampledContext(t, 2)
 	unsampled := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
 		TraceID: trace.TraceID{3}, SpanID: trace.SpanID{3},
