@@ -155,6 +155,21 @@ func startServer(t *testing.T, bin, redisAddr string, env []string) *server {
 	return &server{proc: p, base: base}
 }
 
+// startBaseline runs bench/baseline in mode (hello, bare or defaults).
+func startBaseline(t *testing.T, bin, mode, redisAddr, otlp string) *server {
+	t.Helper()
+	addr := servicetest.FreeAddr(t)
+	p := servicetest.Spawn(t, "baseline-"+mode, []string{
+		"BASELINE_MODE=" + mode, "HTTP_ADDR=" + addr, "REDIS_ADDR=" + redisAddr,
+		"OTEL_EXPORTER_OTLP_ENDPOINT=" + otlp,
+	}, bin)
+	base := "http://" + addr
+	if err := servicetest.WaitHTTP(base+"/healthz", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return &server{proc: p, base: base}
+}
+
 func (s *server) stop() {
 	_ = s.proc.Cmd.Process.Signal(os.Interrupt)
 	_ = s.proc.Wait()
@@ -232,17 +247,29 @@ func wrkServer(t *testing.T, srv *server, script string) result {
 
 func measureAPI(t *testing.T, srv *server, scraped bool) figures {
 	t.Helper()
+	return measure(t, srv, scraped, true)
+}
+
+// measure runs the GET (and, when puts, the PUT) runs against srv.
+func measure(t *testing.T, srv *server, scraped, puts bool) figures {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if scraped {
 		go scrape(ctx, srv.base)
 	}
-	var gets, puts []result
+	var g, p []result
 	for range repeats {
-		gets = append(gets, wrkServer(t, srv, fmt.Sprintf(getScript, keys-1)))
-		puts = append(puts, wrkServer(t, srv, fmt.Sprintf(putScript, valueLen, keys-1)))
+		g = append(g, wrkServer(t, srv, fmt.Sprintf(getScript, keys-1)))
+		if puts {
+			p = append(p, wrkServer(t, srv, fmt.Sprintf(putScript, valueLen, keys-1)))
+		}
 	}
-	return figures{get: medianResult(gets), put: medianResult(puts), rss: srv.peakRSS(t)}
+	f := figures{get: medianResult(g), rss: srv.peakRSS(t)}
+	if puts {
+		f.put = medianResult(p)
+	}
+	return f
 }
 
 // openLoopP99 runs loadgen open-loop GETs at rate and returns its p99 (ms).
@@ -277,7 +304,8 @@ func TestBench(t *testing.T) {
 
 	bin := filepath.Join(dir, "dubebox")
 	lg := filepath.Join(dir, "loadgen")
-	if err := servicetest.Build(dir, "./cmd/dubebox", "./cmd/loadgen"); err != nil {
+	baseline := filepath.Join(dir, "baseline")
+	if err := servicetest.Build(dir, "./cmd/dubebox", "./cmd/loadgen", "./bench/baseline"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -308,6 +336,22 @@ func TestBench(t *testing.T) {
 	}))
 	t.Cleanup(sink.Close)
 
+	// What this machine allows: the HTTP stack alone, a bare handler, and
+	// the straightforward telemetry at its defaults (bench/baseline).
+	var b baselines
+	hello := startBaseline(t, baseline, "hello", rs.Addr, sink.URL)
+	b.hello = measure(t, hello, false, false)
+	hello.stop()
+	bare := startBaseline(t, baseline, "bare", rs.Addr, sink.URL)
+	b.bare = measure(t, bare, false, true)
+	b.bareOLRate = b.bare.get.rps / 2
+	b.bareOLGot, b.bareOLP99 = openLoopP99(t, lg, bare.base, b.bareOLRate)
+	bare.stop()
+	defaults := startBaseline(t, baseline, "defaults", rs.Addr, sink.URL)
+	b.defaults = measure(t, defaults, false, true)
+	defaults.stop()
+
+	exportsBefore := exports.Load() // the defaults baseline exported too
 	on := startServer(t, bin, rs.Addr, []string{
 		"LOG_LEVEL=info", "OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_ENDPOINT=" + sink.URL,
 		"OTEL_TRACES_SAMPLER=always_on",
@@ -323,7 +367,7 @@ func TestBench(t *testing.T) {
 	telOff := measureAPI(t, off, false)
 	off.stop()
 
-	report := renderReport(redisGet, redisSet, telOn, telOff, olRate, olGot, olP99, exports.Load())
+	report := renderReport(redisGet, redisSet, telOn, telOff, olRate, olGot, olP99, exports.Load()-exportsBefore, b)
 	fmt.Println(report)
 	appendResults(t, report)
 }
@@ -338,7 +382,13 @@ func cpuModel() string {
 	return "unknown CPU"
 }
 
-func renderReport(redisGet, redisSet result, on, off figures, olRate, olGot, olP99 float64, exports int64) string {
+// baselines are bench/baseline's figures, measured in the same run.
+type baselines struct {
+	hello, bare, defaults            figures
+	bareOLRate, bareOLGot, bareOLP99 float64
+}
+
+func renderReport(redisGet, redisSet result, on, off figures, olRate, olGot, olP99 float64, exports int64, bl baselines) string {
 	var b strings.Builder
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "## %s on %s (%d cores, %s, %s)\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), host,
@@ -360,6 +410,11 @@ func renderReport(redisGet, redisSet result, on, off figures, olRate, olGot, olP
 	row("API PUT, telemetry on", on.put)
 	row("API GET, telemetry off", off.get)
 	row("API PUT, telemetry off", off.put)
+	row("baseline: Gin hello world (no Redis)", bl.hello.get)
+	row("baseline: bare Gin + go-redis GET, no telemetry", bl.bare.get)
+	row("baseline: bare Gin + go-redis PUT, no telemetry", bl.bare.put)
+	row("baseline: straightforward telemetry at defaults, GET", bl.defaults.get)
+	row("baseline: straightforward telemetry at defaults, PUT", bl.defaults.put)
 	b.WriteString("\n| target | measured | goal | met |\n|---|---:|---:|---|\n")
 	check := func(name string, v, goal float64, higher bool, unit string) {
 		met := v >= goal
@@ -376,6 +431,14 @@ func renderReport(redisGet, redisSet result, on, off figures, olRate, olGot, olP
 	check(fmt.Sprintf("open-loop GET p99 at %.0f req/s (got %.0f)", olRate, olGot), olP99, 2, false, " ms")
 	check("peak RSS, telemetry on", on.rss, 50, false, " MiB")
 	fmt.Fprintf(&b, "\nPeak RSS with telemetry off: %.1f MiB. OTLP exports received by the sink: %d.\n", off.rss, exports)
+	fmt.Fprintf(&b, "\nWhat this machine allows, same run (bench/baseline), as a share of redis-benchmark GET:"+
+		" Gin hello world %.2f; bare Gin + go-redis GET %.2f (PUT %.2f of SET); straightforward telemetry at its defaults GET %.2f (PUT %.2f)."+
+		" DubeBox with all telemetry on is %.2f× the straightforward GET and %.2f× its PUT."+
+		" Open-loop p99 of the bare handler at half its maximum (%.0f req/s, got %.0f): %.2f ms.\n",
+		bl.hello.get.rps/redisGet.rps, bl.bare.get.rps/redisGet.rps, bl.bare.put.rps/redisSet.rps,
+		bl.defaults.get.rps/redisGet.rps, bl.defaults.put.rps/redisSet.rps,
+		on.get.rps/bl.defaults.get.rps, on.put.rps/bl.defaults.put.rps,
+		bl.bareOLRate, bl.bareOLGot, bl.bareOLP99)
 	return b.String()
 }
 
