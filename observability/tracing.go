@@ -28,6 +28,8 @@ type TracingConfig struct {
 	Protocol string
 	// Console is where the "console" exporter writes.
 	Console io.Writer
+	// BatchSize is how many spans one export carries (0: the SDK's default).
+	BatchSize int
 }
 
 // NewTracerProvider builds the SDK tracer provider. The caller must Shutdown
@@ -59,7 +61,11 @@ func NewTracerProvider(ctx context.Context, cfg TracingConfig) (*sdktrace.Tracer
 		return nil, fmt.Errorf("trace exporter %s: %w", cfg.Exporter, err)
 	}
 	if exp != nil {
-		opts = append(opts, sdktrace.WithBatcher(exp))
+		var bopts []sdktrace.BatchSpanProcessorOption
+		if cfg.BatchSize > 0 {
+			bopts = append(bopts, sdktrace.WithMaxExportBatchSize(cfg.BatchSize))
+		}
+		opts = append(opts, sdktrace.WithBatcher(exp, bopts...))
 	}
 	return sdktrace.NewTracerProvider(opts...), nil
 }

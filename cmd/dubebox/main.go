@@ -70,6 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	tp, err := observability.NewTracerProvider(ctx, observability.TracingConfig{
 		ServiceName: cfg.ServiceName, Version: version,
 		Exporter: cfg.TraceExporter, Protocol: cfg.OTLPProtocol, Console: stdout,
+		BatchSize: cfg.SpanBatchSize,
 	})
 	if err != nil {
 		return err

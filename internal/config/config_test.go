@@ -43,6 +43,7 @@ func TestDefaults(t *testing.T) {
 		{"HTTP_READ_HEADER_TIMEOUT", c.HTTPReadHeaderTimeout, 5 * time.Second},
 		{"HTTP_WRITE_TIMEOUT", c.HTTPWriteTimeout, 30 * time.Second},
 		{"GOGC", c.GCPercent, 200},
+		{"OTEL_BSP_MAX_EXPORT_BATCH_SIZE", c.SpanBatchSize, 128},
 	}
 	for _, tc := range tests {
 		if tc.got != tc.want {
@@ -111,6 +112,7 @@ func TestInvalid(t *testing.T) {
 		{"bad protocol", map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "OTEL_EXPORTER_OTLP_PROTOCOL"},
 		{"bad pprof", map[string]string{"PPROF_ADDR": "x"}, "PPROF_ADDR"},
 		{"bad GOGC", map[string]string{"GOGC": "lots"}, "GOGC"},
+		{"span batch over the queue", map[string]string{"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "4096"}, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"},
 		{"zero GOGC", map[string]string{"GOGC": "0"}, "GOGC"},
 		{"bad rate", map[string]string{"RATE_LIMIT_RPS": "fast"}, "RATE_LIMIT_RPS"},
 		{"negative rate", map[string]string{"RATE_LIMIT_RPS": "-1"}, "RATE_LIMIT_RPS"},
