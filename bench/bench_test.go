@@ -245,19 +245,32 @@ func wrkServer(t *testing.T, srv *server, script string) result {
 	return r
 }
 
-func measureAPI(t *testing.T, srv *server, scraped bool) figures {
+// measurePair measures the servers with telemetry on and off in
+// alternation, run by run, so that a change in the machine's other load
+// cannot pass for the cost of telemetry. on is scraped while it is measured.
+func measurePair(t *testing.T, on, off *server) (figures, figures) {
 	t.Helper()
-	return measure(t, srv, scraped, true)
+	get, put := fmt.Sprintf(getScript, keys-1), fmt.Sprintf(putScript, valueLen, keys-1)
+	scraped := func(script string) result {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go scrape(ctx, on.base)
+		return wrkServer(t, on, script)
+	}
+	var onGet, onPut, offGet, offPut []result
+	for range repeats {
+		onGet = append(onGet, scraped(get))
+		offGet = append(offGet, wrkServer(t, off, get))
+		onPut = append(onPut, scraped(put))
+		offPut = append(offPut, wrkServer(t, off, put))
+	}
+	return figures{get: medianResult(onGet), put: medianResult(onPut), rss: on.peakRSS(t)},
+		figures{get: medianResult(offGet), put: medianResult(offPut), rss: off.peakRSS(t)}
 }
 
 // measure runs the GET (and, when puts, the PUT) runs against srv.
-func measure(t *testing.T, srv *server, scraped, puts bool) figures {
+func measure(t *testing.T, srv *server, puts bool) figures {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if scraped {
-		go scrape(ctx, srv.base)
-	}
 	var g, p []result
 	for range repeats {
 		g = append(g, wrkServer(t, srv, fmt.Sprintf(getScript, keys-1)))
@@ -340,15 +353,15 @@ func TestBench(t *testing.T) {
 	// the straightforward telemetry at its defaults (bench/baseline).
 	var b baselines
 	hello := startBaseline(t, baseline, "hello", rs.Addr, sink.URL)
-	b.hello = measure(t, hello, false, false)
+	b.hello = measure(t, hello, false)
 	hello.stop()
 	bare := startBaseline(t, baseline, "bare", rs.Addr, sink.URL)
-	b.bare = measure(t, bare, false, true)
+	b.bare = measure(t, bare, true)
 	b.bareOLRate = b.bare.get.rps / 2
 	b.bareOLGot, b.bareOLP99 = openLoopP99(t, lg, bare.base, b.bareOLRate)
 	bare.stop()
 	defaults := startBaseline(t, baseline, "defaults", rs.Addr, sink.URL)
-	b.defaults = measure(t, defaults, false, true)
+	b.defaults = measure(t, defaults, true)
 	defaults.stop()
 
 	exportsBefore := exports.Load() // the defaults baseline exported too
@@ -356,16 +369,15 @@ func TestBench(t *testing.T) {
 		"LOG_LEVEL=info", "OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_ENDPOINT=" + sink.URL,
 		"OTEL_TRACES_SAMPLER=always_on",
 	})
-	telOn := measureAPI(t, on, true)
-	olRate := telOn.get.rps / 2
-	olGot, olP99 := openLoopP99(t, lg, on.base, olRate)
-	on.stop()
-
 	off := startServer(t, bin, rs.Addr, []string{
 		"LOG_LEVEL=warn", "OTEL_TRACES_EXPORTER=none", "OTEL_TRACES_SAMPLER=always_off",
 	})
-	telOff := measureAPI(t, off, false)
+	telOn, telOff := measurePair(t, on, off)
 	off.stop()
+	olRate := telOn.get.rps / 2
+	olGot, olP99 := openLoopP99(t, lg, on.base, olRate)
+	telOn.rss = on.peakRSS(t)
+	on.stop()
 
 	report := renderReport(redisGet, redisSet, telOn, telOff, olRate, olGot, olP99, exports.Load()-exportsBefore, b)
 	fmt.Println(report)
@@ -393,7 +405,7 @@ func renderReport(redisGet, redisSet result, on, off figures, olRate, olGot, olP
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "## %s on %s (%d cores, %s, %s)\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), host,
 		runtime.NumCPU(), cpuModel(), runtime.Version())
-	fmt.Fprintf(&b, "Medians of %d runs of %v each; %d connections, closed loop (wrk); %d keys of %d bytes; Redis, API and load share the cores.\n",
+	fmt.Fprintf(&b, "Medians of %d runs of %v each; %d connections, closed loop (wrk); %d keys of %d bytes; Redis, API and load share the cores; telemetry on and off measured in alternation.\n",
 		repeats, runFor, conns, keys, valueLen)
 	fmt.Fprintf(&b, "Server environment beyond the telemetry settings: %q (BENCH_SERVER_ENV).\n\n", strings.Join(serverEnv(), " "))
 	b.WriteString("| what | req/s | p50 ms | p99 ms | server CPU µs/req |\n|---|---:|---:|---:|---:|\n")
