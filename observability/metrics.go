@@ -36,16 +36,13 @@ type Metrics struct {
 	redisExemplars *exemplarGate
 }
 
-// Histogram buckets, kept here because the exemplar gates need them too.
-var (
-	httpBuckets  = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
-	redisBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}
-)
-
 // NewMetrics registers every DubeBox collector, the Go and process
 // collectors and dubebox_build_info{version,goversion} on a new registry.
 func NewMetrics(version string) *Metrics {
 	reg := prometheus.NewRegistry()
+	// The exemplar gates need the histograms' buckets too.
+	httpBuckets := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
+	redisBuckets := []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}
 	m := &Metrics{
 		Registry: reg,
 		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
