@@ -9,10 +9,10 @@ FUZZTIME ?= 10s
 # Gin without MessagePack, which the API never uses (as the Dockerfile builds).
 BUILD_TAGS := nomsgpack
 
-.PHONY: help build run load test e2e faults bench fuzz lint tools up down clean
+.PHONY: help build run load test e2e faults bench bench-smoke fuzz lint tools up down clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build ./dubebox and ./loadgen
 	CGO_ENABLED=0 $(GO) build -trimpath -tags $(BUILD_TAGS) -ldflags '$(LDFLAGS)' -o . ./cmd/dubebox ./cmd/loadgen
@@ -36,6 +36,9 @@ faults: ## fault tests (Redis stalled, killed, full; pool flood; shutdown; slow 
 bench: ## benchmark against redis-benchmark, appends to bench/results.md (needs wrk, redis-benchmark)
 	$(GO) test -tags bench -count=1 -v -timeout 30m -run TestBench ./bench
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/api ./observability
+
+bench-smoke: ## every step of the benchmark, briefly, with the report in a temporary file (CI)
+	BENCH_SMOKE=1 $(GO) test -tags bench -count=1 -v -run TestBench ./bench
 
 fuzz: ## run each fuzz target for FUZZTIME (default 10s); crashers land in testdata/fuzz
 	$(GO) test -run '^$$' -fuzz '^FuzzKeyFieldTTL$$' -fuzztime $(FUZZTIME) ./internal/api

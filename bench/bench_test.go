@@ -33,10 +33,31 @@ import (
 const (
 	conns    = 32
 	keys     = 1000
-	runFor   = 8 * time.Second
-	repeats  = 3
 	valueLen = 64
 )
+
+// plan is how long and how often the benchmark measures. make bench uses
+// the full plan and appends its report to results.md; BENCH_SMOKE=1 (CI)
+// runs every step briefly, to prove the harness still works, and writes the
+// report to a temporary file instead.
+type plan struct {
+	runFor   time.Duration // one closed-loop run
+	repeats  int           // runs per figure, of which the median is kept
+	openLoop time.Duration // the open-loop run
+	redisN   int           // requests per redis-benchmark run
+	results  string        // where the report is appended
+	smoke    bool
+}
+
+func newPlan(t *testing.T) plan {
+	t.Helper()
+	if os.Getenv("BENCH_SMOKE") != "" {
+		return plan{runFor: time.Second, repeats: 1, openLoop: 2 * time.Second, redisN: 20000,
+			results: filepath.Join(t.TempDir(), "results.md"), smoke: true}
+	}
+	return plan{runFor: 8 * time.Second, repeats: 3, openLoop: 10 * time.Second, redisN: 300000,
+		results: filepath.Join(servicetest.Root(), "bench", "results.md")}
+}
 
 func median(xs []float64) float64 {
 	s := slices.Clone(xs)
@@ -59,11 +80,11 @@ func medianResult(rs []result) result {
 }
 
 // redisBenchmark runs redis-benchmark -c 32 (not pipelined) for one command.
-func redisBenchmark(t *testing.T, addr, test string) result {
+func redisBenchmark(t *testing.T, pl plan, addr, test string) result {
 	t.Helper()
 	host, port, _ := strings.Cut(addr, ":")
 	out, err := exec.Command("redis-benchmark", "-h", host, "-p", port, "-c", strconv.Itoa(conns),
-		"-n", "300000", "-d", strconv.Itoa(valueLen), "-r", strconv.Itoa(keys), "-t", test, "--csv").Output()
+		"-n", strconv.Itoa(pl.redisN), "-d", strconv.Itoa(valueLen), "-r", strconv.Itoa(keys), "-t", test, "--csv").Output()
 	if err != nil {
 		t.Fatalf("redis-benchmark: %v", err)
 	}
@@ -81,14 +102,14 @@ var wrkRate = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
 
 // wrk runs wrk with 32 keep-alive connections, closed loop, with a Lua
 // script that picks the method and the key.
-func wrk(t *testing.T, base, script string) result {
+func wrk(t *testing.T, pl plan, base, script string) result {
 	t.Helper()
 	dir := t.TempDir()
 	lua := filepath.Join(dir, "s.lua")
 	if err := os.WriteFile(lua, []byte(script), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("wrk", "-t", "2", "-c", strconv.Itoa(conns), "-d", runFor.String(),
+	out, err := exec.Command("wrk", "-t", "2", "-c", strconv.Itoa(conns), "-d", pl.runFor.String(),
 		"--latency", "-s", lua, base).CombinedOutput()
 	if err != nil {
 		t.Fatalf("wrk: %v\n%s", err, out)
@@ -236,46 +257,46 @@ func (s *server) cpuTime(t *testing.T) time.Duration {
 }
 
 // wrkServer runs wrk against srv and adds the server's CPU per request.
-func wrkServer(t *testing.T, srv *server, script string) result {
+func wrkServer(t *testing.T, pl plan, srv *server, script string) result {
 	t.Helper()
 	before := srv.cpuTime(t)
-	r := wrk(t, srv.base, script)
+	r := wrk(t, pl, srv.base, script)
 	used := srv.cpuTime(t) - before
-	r.cpuUS = float64(used.Microseconds()) / (r.rps * runFor.Seconds())
+	r.cpuUS = float64(used.Microseconds()) / (r.rps * pl.runFor.Seconds())
 	return r
 }
 
 // measurePair measures the servers with telemetry on and off in
 // alternation, run by run, so that a change in the machine's other load
 // cannot pass for the cost of telemetry. on is scraped while it is measured.
-func measurePair(t *testing.T, on, off *server) (figures, figures) {
+func measurePair(t *testing.T, pl plan, on, off *server) (figures, figures) {
 	t.Helper()
 	get, put := fmt.Sprintf(getScript, keys-1), fmt.Sprintf(putScript, valueLen, keys-1)
 	scraped := func(script string) result {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go scrape(ctx, on.base)
-		return wrkServer(t, on, script)
+		return wrkServer(t, pl, on, script)
 	}
 	var onGet, onPut, offGet, offPut []result
-	for range repeats {
+	for range pl.repeats {
 		onGet = append(onGet, scraped(get))
-		offGet = append(offGet, wrkServer(t, off, get))
+		offGet = append(offGet, wrkServer(t, pl, off, get))
 		onPut = append(onPut, scraped(put))
-		offPut = append(offPut, wrkServer(t, off, put))
+		offPut = append(offPut, wrkServer(t, pl, off, put))
 	}
 	return figures{get: medianResult(onGet), put: medianResult(onPut), rss: on.peakRSS(t)},
 		figures{get: medianResult(offGet), put: medianResult(offPut), rss: off.peakRSS(t)}
 }
 
 // measure runs the GET (and, when puts, the PUT) runs against srv.
-func measure(t *testing.T, srv *server, puts bool) figures {
+func measure(t *testing.T, pl plan, srv *server, puts bool) figures {
 	t.Helper()
 	var g, p []result
-	for range repeats {
-		g = append(g, wrkServer(t, srv, fmt.Sprintf(getScript, keys-1)))
+	for range pl.repeats {
+		g = append(g, wrkServer(t, pl, srv, fmt.Sprintf(getScript, keys-1)))
 		if puts {
-			p = append(p, wrkServer(t, srv, fmt.Sprintf(putScript, valueLen, keys-1)))
+			p = append(p, wrkServer(t, pl, srv, fmt.Sprintf(putScript, valueLen, keys-1)))
 		}
 	}
 	f := figures{get: medianResult(g), rss: srv.peakRSS(t)}
@@ -286,11 +307,11 @@ func measure(t *testing.T, srv *server, puts bool) figures {
 }
 
 // openLoopP99 runs loadgen open-loop GETs at rate and returns its p99 (ms).
-func openLoopP99(t *testing.T, loadgen, base string, rate float64) (float64, float64) {
+func openLoopP99(t *testing.T, pl plan, loadgen, base string, rate float64) (float64, float64) {
 	t.Helper()
 	js := filepath.Join(t.TempDir(), "ol.json")
 	out, err := exec.Command(loadgen, "-url", base, "-mode", "get", "-keys", strconv.Itoa(keys), "-prefix", "bench",
-		"-rate", strconv.FormatFloat(rate, 'f', 0, 64), "-c", "64", "-duration", "10s", "-report", "10s", "-json", js).CombinedOutput()
+		"-rate", strconv.FormatFloat(rate, 'f', 0, 64), "-c", "64", "-duration", pl.openLoop.String(), "-report", pl.openLoop.String(), "-json", js).CombinedOutput()
 	if err != nil {
 		t.Fatalf("loadgen: %v\n%s", err, out)
 	}
@@ -308,6 +329,7 @@ func openLoopP99(t *testing.T, loadgen, base string, rate float64) (float64, flo
 func TestBench(t *testing.T) {
 	servicetest.Need(t, "redis-benchmark", "install Redis (apt-get install -y redis-server)")
 	servicetest.Need(t, "wrk", "install wrk (apt-get install -y wrk)")
+	pl := newPlan(t)
 	dir := t.TempDir()
 	rs, err := redistest.StartServer(dir)
 	if err != nil {
@@ -333,9 +355,9 @@ func TestBench(t *testing.T) {
 	_ = rdb.Close()
 
 	var rget, rset []result
-	for range repeats {
-		rget = append(rget, redisBenchmark(t, rs.Addr, "get"))
-		rset = append(rset, redisBenchmark(t, rs.Addr, "set"))
+	for range pl.repeats {
+		rget = append(rget, redisBenchmark(t, pl, rs.Addr, "get"))
+		rset = append(rset, redisBenchmark(t, pl, rs.Addr, "set"))
 	}
 	redisGet, redisSet := medianResult(rget), medianResult(rset)
 
@@ -353,15 +375,15 @@ func TestBench(t *testing.T) {
 	// the straightforward telemetry at its defaults (bench/baseline).
 	var b baselines
 	hello := startBaseline(t, baseline, "hello", rs.Addr, sink.URL)
-	b.hello = measure(t, hello, false)
+	b.hello = measure(t, pl, hello, false)
 	hello.stop()
 	bare := startBaseline(t, baseline, "bare", rs.Addr, sink.URL)
-	b.bare = measure(t, bare, true)
+	b.bare = measure(t, pl, bare, true)
 	b.bareOLRate = b.bare.get.rps / 2
-	b.bareOLGot, b.bareOLP99 = openLoopP99(t, lg, bare.base, b.bareOLRate)
+	b.bareOLGot, b.bareOLP99 = openLoopP99(t, pl, lg, bare.base, b.bareOLRate)
 	bare.stop()
 	defaults := startBaseline(t, baseline, "defaults", rs.Addr, sink.URL)
-	b.defaults = measure(t, defaults, true)
+	b.defaults = measure(t, pl, defaults, true)
 	defaults.stop()
 
 	exportsBefore := exports.Load() // the defaults baseline exported too
@@ -372,16 +394,39 @@ func TestBench(t *testing.T) {
 	off := startServer(t, bin, rs.Addr, []string{
 		"LOG_LEVEL=warn", "OTEL_TRACES_EXPORTER=none", "OTEL_TRACES_SAMPLER=always_off",
 	})
-	telOn, telOff := measurePair(t, on, off)
+	telOn, telOff := measurePair(t, pl, on, off)
 	off.stop()
 	olRate := telOn.get.rps / 2
-	olGot, olP99 := openLoopP99(t, lg, on.base, olRate)
+	olGot, olP99 := openLoopP99(t, pl, lg, on.base, olRate)
 	telOn.rss = on.peakRSS(t)
 	on.stop()
 
-	report := renderReport(redisGet, redisSet, telOn, telOff, olRate, olGot, olP99, exports.Load()-exportsBefore, b)
+	exported := exports.Load() - exportsBefore
+	checkFigures(t, map[string]float64{
+		"redis-benchmark GET": redisGet.rps, "redis-benchmark SET": redisSet.rps,
+		"GET on": telOn.get.rps, "PUT on": telOn.put.rps, "GET off": telOff.get.rps, "PUT off": telOff.put.rps,
+		"GET on CPU": telOn.get.cpuUS, "GET off CPU": telOff.get.cpuUS,
+		"hello": b.hello.get.rps, "bare GET": b.bare.get.rps, "bare PUT": b.bare.put.rps,
+		"defaults GET": b.defaults.get.rps, "defaults PUT": b.defaults.put.rps,
+		"open loop": olGot, "open-loop p99": olP99, "bare open loop": b.bareOLGot,
+		"peak RSS on": telOn.rss, "peak RSS off": telOff.rss,
+		"OTLP exports from the server with telemetry on": float64(exported),
+	})
+	report := renderReport(pl, redisGet, redisSet, telOn, telOff, olRate, olGot, olP99, exported, b)
 	fmt.Println(report)
-	appendResults(t, report)
+	appendResults(t, pl, report)
+}
+
+// checkFigures fails on a figure that is not positive: a step that measured
+// nothing (or a server that exported no spans with telemetry on) must not
+// pass for a result.
+func checkFigures(t *testing.T, figs map[string]float64) {
+	t.Helper()
+	for name, v := range figs {
+		if !(v > 0) {
+			t.Errorf("%s: got %v, want a measured figure above 0", name, v)
+		}
+	}
 }
 
 func cpuModel() string {
@@ -400,13 +445,13 @@ type baselines struct {
 	bareOLRate, bareOLGot, bareOLP99 float64
 }
 
-func renderReport(redisGet, redisSet result, on, off figures, olRate, olGot, olP99 float64, exports int64, bl baselines) string {
+func renderReport(pl plan, redisGet, redisSet result, on, off figures, olRate, olGot, olP99 float64, exports int64, bl baselines) string {
 	var b strings.Builder
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "## %s on %s (%d cores, %s, %s)\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), host,
 		runtime.NumCPU(), cpuModel(), runtime.Version())
 	fmt.Fprintf(&b, "Medians of %d runs of %v each; %d connections, closed loop (wrk); %d keys of %d bytes; Redis, API and load share the cores; telemetry on and off measured in alternation.\n",
-		repeats, runFor, conns, keys, valueLen)
+		pl.repeats, pl.runFor, conns, keys, valueLen)
 	fmt.Fprintf(&b, "Server environment beyond the telemetry settings: %q (BENCH_SERVER_ENV).\n\n", strings.Join(serverEnv(), " "))
 	b.WriteString("| what | req/s | p50 ms | p99 ms | server CPU µs/req |\n|---|---:|---:|---:|---:|\n")
 	row := func(name string, r result) {
@@ -454,9 +499,9 @@ func renderReport(redisGet, redisSet result, on, off figures, olRate, olGot, olP
 	return b.String()
 }
 
-func appendResults(t *testing.T, report string) {
+func appendResults(t *testing.T, pl plan, report string) {
 	t.Helper()
-	path := filepath.Join(servicetest.Root(), "bench", "results.md")
+	path := pl.results
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		t.Fatal(err)
