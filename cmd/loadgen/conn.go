@@ -33,13 +33,14 @@ func newConn(addr string, timeout time.Duration) *conn {
 }
 
 // do sends req and returns the answer's status, or 0 and the error when
-// there was no answer. A request that fails on a reused connection is sent
-// once more on a new one, as http.Client does: the server may have closed
-// the connection while it sat idle.
+// there was no answer. An idempotent request that fails on a reused
+// connection is sent once more on a new one, as http.Client does: the
+// server may have closed the connection while it sat idle. A POST or PATCH
+// is not, since the server may have acted on it.
 func (c *conn) do(ctx context.Context, req *http.Request) (int, error) {
 	reused := c.nc != nil
 	code, err := c.try(ctx, req)
-	if err != nil && reused && ctx.Err() == nil {
+	if err != nil && reused && idempotent(req.Method) && ctx.Err() == nil {
 		if req.GetBody != nil {
 			if req.Body, err = req.GetBody(); err != nil {
 				return 0, err
@@ -48,6 +49,10 @@ func (c *conn) do(ctx context.Context, req *http.Request) (int, error) {
 		code, err = c.try(ctx, req)
 	}
 	return code, err
+}
+
+func idempotent(method string) bool {
+	return method != http.MethodPost && method != http.MethodPatch
 }
 
 func (c *conn) try(ctx context.Context, req *http.Request) (int, error) {

@@ -69,4 +69,16 @@ func TestConn(t *testing.T) {
 	if got := conns.Load(); got != 2 {
 		t.Errorf("connections after a redial: %d, want 2", got)
 	}
+	// A POST is not sent twice: the server may have acted on it.
+	srv.CloseClientConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/x", strings.NewReader(`{"by":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, err := c.do(ctx, req); err == nil {
+		t.Errorf("POST on a connection the server closed answered %d, want an error", code)
+	}
+	if got := conns.Load(); got != 2 {
+		t.Errorf("connections after a failed POST: %d, want 2 (no retry)", got)
+	}
 }
