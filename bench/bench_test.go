@@ -179,15 +179,8 @@ func startServer(t *testing.T, bin, redisAddr string, env []string) *server {
 // startBaseline runs bench/baseline in mode (hello, bare or defaults).
 func startBaseline(t *testing.T, bin, mode, redisAddr, otlp string) *server {
 	t.Helper()
-	addr := servicetest.FreeAddr(t)
-	p := servicetest.Spawn(t, "baseline-"+mode, []string{
-		"BASELINE_MODE=" + mode, "HTTP_ADDR=" + addr, "REDIS_ADDR=" + redisAddr,
-		"OTEL_EXPORTER_OTLP_ENDPOINT=" + otlp,
-	}, bin)
-	base := "http://" + addr
-	if err := servicetest.WaitHTTP(base+"/healthz", 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	p, base := servicetest.StartHTTP(t, "baseline-"+mode, bin, redisAddr,
+		"BASELINE_MODE="+mode, "OTEL_EXPORTER_OTLP_ENDPOINT="+otlp)
 	return &server{proc: p, base: base}
 }
 
@@ -285,11 +278,13 @@ func measurePair(t *testing.T, pl plan, on, off *server) (figures, figures) {
 		onPut = append(onPut, scraped(put))
 		offPut = append(offPut, wrkServer(t, pl, off, put))
 	}
-	return figures{get: medianResult(onGet), put: medianResult(onPut), rss: on.peakRSS(t)},
+	// on's peak RSS is read by the caller, after its open-loop run too.
+	return figures{get: medianResult(onGet), put: medianResult(onPut)},
 		figures{get: medianResult(offGet), put: medianResult(offPut), rss: off.peakRSS(t)}
 }
 
-// measure runs the GET (and, when puts, the PUT) runs against srv.
+// measure runs the GET (and, when puts, the PUT) runs against a baseline
+// server; the report quotes no memory figure for those.
 func measure(t *testing.T, pl plan, srv *server, puts bool) figures {
 	t.Helper()
 	var g, p []result
@@ -299,7 +294,7 @@ func measure(t *testing.T, pl plan, srv *server, puts bool) figures {
 			p = append(p, wrkServer(t, pl, srv, fmt.Sprintf(putScript, valueLen, keys-1)))
 		}
 	}
-	f := figures{get: medianResult(g), rss: srv.peakRSS(t)}
+	f := figures{get: medianResult(g)}
 	if puts {
 		f.put = medianResult(p)
 	}

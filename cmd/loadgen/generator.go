@@ -29,6 +29,7 @@ type generator struct {
 	cfg    config
 	client *http.Client
 	base   string
+	addr   string // host:port of an http:// target, for the workers' own connections
 	token  string
 	value  string
 	shards []*shard
@@ -43,6 +44,9 @@ func newGenerator(cfg config, client *http.Client) *generator {
 		cfg: cfg, client: client, token: token,
 		base:  strings.TrimSuffix(cfg.url, "/"),
 		value: strings.Repeat("v", cfg.valueLen),
+	}
+	if u, err := url.Parse(g.base); err == nil && u.Scheme == "http" {
+		g.addr = hostPort(u)
 	}
 	for range cfg.workers {
 		g.shards = append(g.shards, newShard())
@@ -63,8 +67,8 @@ type worker struct {
 func (g *generator) newWorker(i int) *worker {
 	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(i))) //nolint:gosec // load shape, not secrets.
 	w := &worker{g: g, rnd: rnd, zipf: rand.NewZipf(rnd, g.cfg.zipfS, 1, g.cfg.keys-1), st: g.shards[i]}
-	if u, err := url.Parse(g.base); err == nil && u.Scheme == "http" {
-		w.conn = newConn(hostPort(u), g.cfg.timeout)
+	if g.addr != "" {
+		w.conn = newConn(g.addr, g.cfg.timeout)
 	}
 	return w
 }

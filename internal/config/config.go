@@ -303,7 +303,8 @@ func (r *reader) integer(name string, def, minimum, maximum int) int {
 // and its peak RSS stays under 50 MiB (bench/results.md).
 const DefaultGCPercent = 200
 
-// gcPercent reads GOGC as the runtime does: a whole number, or "off".
+// gcPercent reads GOGC: a percentage of at least 1, or "off" as the runtime
+// accepts it.
 func (r *reader) gcPercent() int {
 	if r.getenv("GOGC") == "off" {
 		return -1

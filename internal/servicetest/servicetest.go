@@ -142,8 +142,16 @@ func FreeAddr(t testing.TB) string {
 // process and the base URL.
 func StartDubebox(t testing.TB, bin, redisAddr string, env ...string) (*Process, string) {
 	t.Helper()
+	return StartHTTP(t, "dubebox", bin, redisAddr, env...)
+}
+
+// StartHTTP runs bin, a server that reads HTTP_ADDR and REDIS_ADDR as
+// DubeBox does, under name on a free port, and waits until it answers
+// /healthz. It returns the process and the base URL.
+func StartHTTP(t testing.TB, name, bin, redisAddr string, env ...string) (*Process, string) {
+	t.Helper()
 	addr := FreeAddr(t)
-	p := Spawn(t, "dubebox", append([]string{"HTTP_ADDR=" + addr, "REDIS_ADDR=" + redisAddr}, env...), bin)
+	p := Spawn(t, name, append([]string{"HTTP_ADDR=" + addr, "REDIS_ADDR=" + redisAddr}, env...), bin)
 	base := "http://" + addr
 	if err := WaitHTTP(base+"/healthz", 10*time.Second); err != nil {
 		t.Fatal(err)
