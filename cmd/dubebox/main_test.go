@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -136,6 +137,11 @@ func TestMetricsPassPromtool(t *testing.T) {
 		if !strings.Contains(body, "\n"+name) {
 			t.Errorf("/metrics lacks %s", name)
 		}
+	}
+	// run applies the service's default GOGC; the runtime's own is 100. No
+	// test in this package sets GOGC, so every run in the process agrees.
+	if want := fmt.Sprintf("\ngo_gc_gogc_percent %d\n", config.DefaultGCPercent); !strings.Contains(body, want) {
+		t.Errorf("/metrics lacks %q: GOGC was not applied", strings.TrimSpace(want))
 	}
 }
 
