@@ -408,7 +408,7 @@ func TestBench(t *testing.T) {
 		"OTLP exports from the server with telemetry on": float64(exported),
 	})
 	report := renderReport(pl, redisGet, redisSet, telOn, telOff, olRate, olGot, olP99, exported, b)
-	fmt.Println(report)
+	t.Log(report)
 	appendResults(t, pl, report)
 }
 

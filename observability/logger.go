@@ -1,8 +1,9 @@
-// Package observability wires DubeBox's telemetry: the zap logger, the
-// Prometheus registry and collectors, the OpenTelemetry tracer provider, the
-// go-redis hook that measures every command, and the Gin middleware that
-// measures every request. Nothing here is global: run builds each piece and
-// hands it to the code that needs it.
+// Package observability holds DubeBox's telemetry providers: the zap logger,
+// the Prometheus registry and collectors, the OpenTelemetry tracer provider
+// and the go-redis hook that measures every command. The HTTP middleware that
+// measures every request (beside the router, in internal/api) reports to.
+// run builds each piece and hands it to the code that needs it; the one
+// process-wide piece is go-redis's logger (see RedisLogger).
 package observability
 
 import (
@@ -20,9 +21,9 @@ import (
 // that flushes it; call that last, before exiting.
 //
 // Lines are buffered (up to 256 KiB, flushed every second and at a line at
-// error level or above): one write per access line was a system call per
+// warn level or above): one write per access line was a system call per
 // request, about 5% of the CPU of a GET. A crash can lose up to a second of
-// info lines; errors and panics are flushed at once.
+// info lines; warnings, errors and panics are flushed at once.
 func NewLogger(w io.Writer, level zapcore.Level, format string) (*zap.Logger, func()) {
 	enc := zap.NewProductionEncoderConfig()
 	enc.TimeKey = "ts"
@@ -45,8 +46,9 @@ func NewLogger(w io.Writer, level zapcore.Level, format string) (*zap.Logger, fu
 	return log, func() { _ = buffered.Stop() }
 }
 
-// flushOnError is a core that flushes the buffer after every line at error
-// level or above, so that what explains a failure is never left in memory.
+// flushOnError is a core that flushes the buffer after every line at warn
+// level or above (a failed request's line is at warn), so that what explains
+// a failure is never left in memory.
 type flushOnError struct {
 	zapcore.Core
 	buf *zapcore.BufferedWriteSyncer
@@ -65,23 +67,32 @@ func (c flushOnError) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.
 
 func (c flushOnError) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	err := c.Core.Write(e, fields)
-	if e.Level >= zapcore.ErrorLevel {
+	if e.Level >= zapcore.WarnLevel {
 		_ = c.buf.Sync()
 	}
 	return err
 }
 
 // RedisLogger adapts zap to go-redis's internal logger (dial failures, pool
-// trouble), so that those lines are JSON like every other line. go-redis
-// keeps one logger per process: run installs this with redis.SetLogger.
+// trouble), so that those lines are JSON like every other line.
+//
+// go-redis v9 has one logger per process (redis.SetLogger) and no option to
+// give each client its own, so run installs this once; in the in-process
+// tests, where several runs share a process, the last one installed receives
+// every client's lines. They are written at debug: each of them repeats the
+// cause of a failed request, which that request's own line already reports
+// at warn, so that one failure is one line.
 type RedisLogger struct{ log *zap.Logger }
 
-// NewRedisLogger returns the adapter, logging at warn under "redis.client".
+// NewRedisLogger returns the adapter, logging at debug under "redis.client".
 func NewRedisLogger(log *zap.Logger) RedisLogger {
 	return RedisLogger{log: log.Named("redis.client").WithOptions(zap.AddCallerSkip(1))}
 }
 
 // Printf implements go-redis's internal.Logging.
 func (l RedisLogger) Printf(ctx context.Context, format string, v ...any) {
-	l.log.Warn(fmt.Sprintf(format, v...), TraceFields(ctx)...)
+	if ce := l.log.Check(zapcore.DebugLevel, ""); ce != nil {
+		ce.Message = fmt.Sprintf(format, v...)
+		ce.Write(TraceFields(ctx)...)
+	}
 }

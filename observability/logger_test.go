@@ -1,50 +1,32 @@
 package observability_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/dubebox/dubebox/internal/servicetest"
 	"github.com/dubebox/dubebox/observability"
 	"go.uber.org/zap/zapcore"
 )
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestLoggerBuffersAndFlushes checks the promise of the README: info lines
-// are buffered, an error line is written at once with what came before it,
+// are buffered, a warn line is written at once with what came before it,
 // and the flush function writes the rest; lines are JSON with ts, level and
 // msg, durations in milliseconds.
 func TestLoggerBuffersAndFlushes(t *testing.T) {
 	t.Parallel()
-	var out syncBuf
+	var out servicetest.SyncBuffer
 	log, flush := observability.NewLogger(&out, zapcore.InfoLevel, "json")
 	log.Info("first")
 	log.Debug("hidden")
 	if got := out.String(); got != "" {
 		t.Fatalf("an info line was written at once: %q", got)
 	}
-	log.Error("boom")
+	log.Warn("boom")
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) != 2 {
-		t.Fatalf("after an error line want 2 lines written, got %q", out.String())
+		t.Fatalf("after a warn line want 2 lines written, got %q", out.String())
 	}
 	var first map[string]any
 	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {

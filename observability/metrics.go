@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"runtime"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,7 +39,9 @@ type Metrics struct {
 
 // NewMetrics registers every DubeBox collector, the Go and process
 // collectors and dubebox_build_info{version,goversion} on a new registry.
-func NewMetrics(version string) *Metrics {
+// readOps are the store's read operations, named by the store: their hit and
+// miss series exist from the first scrape.
+func NewMetrics(version string, readOps []string) *Metrics {
 	reg := prometheus.NewRegistry()
 	// The exemplar gates need the histograms' buckets too.
 	httpBuckets := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
@@ -95,7 +98,7 @@ func NewMetrics(version string) *Metrics {
 	// the first scrape so that rate() and the hit ratio are never empty.
 	m.cacheHit = map[string]prometheus.Counter{}
 	m.cacheMiss = map[string]prometheus.Counter{}
-	for _, op := range []string{"get", "ttl", "hgetall", "hget"} {
+	for _, op := range readOps {
 		m.cacheHit[op] = m.CacheLookups.WithLabelValues(op, "hit")
 		m.cacheMiss[op] = m.CacheLookups.WithLabelValues(op, "miss")
 	}
@@ -109,6 +112,32 @@ func (m *Metrics) Handler() http.Handler {
 		EnableOpenMetrics: true,
 		Registry:          m.Registry,
 	})
+}
+
+// otherMethod is the method label of a request whose method is not one of
+// HTTP's own: any token is a valid method, so taking it as it came would let
+// a client grow the number of series without bound.
+const otherMethod = "other"
+
+// methodLabel bounds the method label to the methods of RFC 9110 (and
+// PATCH) plus otherMethod.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return m
+	}
+	return otherMethod
+}
+
+// ObserveRequest counts and times one answered request by method, route
+// template and status, with the trace id of ctx's span as exemplar. route
+// must already be bounded (a template, never a raw path); the method is
+// bounded here.
+func (m *Metrics) ObserveRequest(ctx context.Context, method, route string, status int, d time.Duration) {
+	method = methodLabel(method)
+	m.HTTPRequests.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
+	m.httpExemplars.observe(ctx, m.HTTPDuration.WithLabelValues(method, route), d.Seconds())
 }
 
 // Lookup counts one read of the store as a hit or a miss.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/extra/redisotel/v9"
@@ -20,8 +19,7 @@ import (
 const SlowRedisCall = 100 * time.Millisecond
 
 // RedisHook is a go-redis hook that counts and times every command into
-// Metrics and logs it: at debug normally, at warn past SlowRedisCall, at
-// error on failure. Add it after redisotel's hook so that it runs inside the
+// Metrics and logs it: at debug normally, at warn past SlowRedisCall. Add it after redisotel's hook so that it runs inside the
 // command's span: it then names the operation on that span and its exemplars
 // and log lines carry the trace id. It never looks at arguments, so values
 // cannot leak through it.
@@ -93,15 +91,14 @@ func status(err error) string {
 	}
 }
 
-// logCall writes one line per call at the level its outcome deserves. Reply
-// errors a client caused (WRONGTYPE, not an integer) are answered with a 4xx
-// and already visible in the access log, so they stay at debug.
+// logCall writes one line per call: at debug, or at warn past SlowRedisCall.
+// A failed call is not logged at a higher level here: the request it served
+// writes the one line that explains the failure (with its status, request id
+// and trace id), and a Redis error a client caused (WRONGTYPE, say) is a 4xx
+// that only the access log needs. Classifying replies is the store's work.
 func (h *RedisHook) logCall(ctx context.Context, name string, n int, d time.Duration, err error) {
 	level := zapcore.DebugLevel
-	switch {
-	case err != nil && !errors.Is(err, redis.Nil) && !clientCaused(err):
-		level = zapcore.ErrorLevel
-	case d > SlowRedisCall:
+	if d > SlowRedisCall {
 		level = zapcore.WarnLevel
 	}
 	ce := h.log.Check(level, "redis call")
@@ -120,16 +117,6 @@ func (h *RedisHook) logCall(ctx context.Context, name string, n int, d time.Dura
 		fields = append(fields, zap.Error(err))
 	}
 	ce.Write(AppendTraceFields(fields, ctx)...)
-}
-
-func clientCaused(err error) bool {
-	var rerr redis.Error
-	if !errors.As(err, &rerr) {
-		return false
-	}
-	msg := rerr.Error()
-	return strings.HasPrefix(msg, "WRONGTYPE") || strings.Contains(msg, "not an integer") ||
-		strings.Contains(msg, "overflow") || strings.HasPrefix(msg, "NOSCRIPT")
 }
 
 // TraceFields returns the trace_id and span_id of ctx's span as log fields,

@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -53,7 +52,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	if len(args) == 1 && args[0] == "healthcheck" {
-		return healthcheck(ctx, cfg.HTTPAddr)
+		return healthcheck(ctx, cfg.HTTP.ListenAddr)
 	}
 	if len(args) > 0 {
 		return &config.Error{Var: "arguments", Value: fmt.Sprint(args), Reason: "the only argument accepted is healthcheck"}
@@ -61,17 +60,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	// The runtime has already applied a GOGC from the environment; this sets
 	// the service's own default when there was none.
-	debug.SetGCPercent(cfg.GCPercent)
+	debug.SetGCPercent(int(cfg.GCPercent))
 
-	log, flushLog := observability.NewLogger(stdout, cfg.LogLevel, cfg.LogFormat)
+	log, flushLog := observability.NewLogger(stdout, cfg.Log.Level, cfg.Log.Format)
 	defer flushLog()
 	log.Info("starting dubebox", zap.String("version", version), zap.Any("config", cfg.Fields()))
 
-	tp, err := observability.NewTracerProvider(ctx, observability.TracingConfig{
-		ServiceName: cfg.ServiceName, Version: version,
-		Exporter: cfg.TraceExporter, Protocol: cfg.OTLPProtocol, Console: stdout,
-		BatchSize: cfg.SpanBatchSize,
-	})
+	tcfg := cfg.Tracing
+	tcfg.Version, tcfg.Console = version, stdout
+	tp, err := observability.NewTracerProvider(ctx, tcfg)
 	if err != nil {
 		return err
 	}
@@ -85,16 +82,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 	}()
 
-	metrics := observability.NewMetrics(version)
+	metrics := observability.NewMetrics(version, store.ReadOps)
 
+	// go-redis has one logger per process (see RedisLogger).
 	redis.SetLogger(observability.NewRedisLogger(log))
-	rdb := redis.NewUniversalClient(redisOptions(cfg))
+	rdb := redis.NewUniversalClient(cfg.Store.Options())
 	defer func() { _ = rdb.Close() }()
 	if err := observability.InstrumentRedis(rdb, tp, metrics, log); err != nil {
 		return err
 	}
 
-	st := store.New(rdb, cfg.KeyPrefix, cfg.RedisTimeout, metrics)
+	st := store.New(rdb, cfg.Store.KeyPrefix, cfg.Store.Timeout, metrics)
 	if err := st.Ping(ctx); err != nil {
 		// Start anyway: /readyz says 503 until Redis answers, and go-redis
 		// reconnects by itself. Wrong credentials are worth their own line:
@@ -103,64 +101,37 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		if store.IsAuthError(err) {
 			msg = "redis refused the credentials: check REDIS_USERNAME and REDIS_PASSWORD; serving 503 until they work"
 		}
-		log.Warn(msg, zap.String("redis_addr", cfg.RedisAddr), zap.Error(err))
+		log.Warn(msg, zap.String("redis_addr", cfg.Store.Addr), zap.Error(err))
 	}
 
-	handler := api.New(api.Config{
-		ServiceName:    cfg.ServiceName,
-		Version:        version,
-		MaxKeyBytes:    cfg.MaxKeyBytes,
-		MaxValueBytes:  cfg.MaxValueBytes,
-		APIToken:       cfg.APIToken,
-		APIReadToken:   cfg.APIReadToken,
-		MaxHeaderBytes: cfg.MaxHeaderBytes,
-		RateLimitRPS:   cfg.RateLimitRPS,
-		RateLimitBurst: cfg.RateLimitBurst,
-	}, api.Deps{Store: st, Log: log, Metrics: metrics, TracerProvider: tp})
+	acfg := cfg.API
+	acfg.Version = version
+	handler := api.New(acfg, api.Deps{Store: st, Log: log, Metrics: metrics, TracerProvider: tp})
 
-	if cfg.PprofAddr != "" {
-		go servePprof(ctx, cfg.PprofAddr, log)
+	if cfg.HTTP.PprofAddr != "" {
+		go servePprof(ctx, cfg.HTTP.PprofAddr, log)
 	}
-	return serve(ctx, cfg, handler, log, ready)
-}
-
-func redisOptions(cfg config.Config) *redis.UniversalOptions {
-	opts := &redis.UniversalOptions{
-		Addrs:       []string{cfg.RedisAddr},
-		Username:    cfg.RedisUsername,
-		Password:    cfg.RedisPassword,
-		DB:          cfg.RedisDB,
-		PoolSize:    cfg.RedisPoolSize,
-		PoolTimeout: cfg.RedisPoolTimeout,
-	}
-	if cfg.RedisTLS {
-		opts.TLSConfig = tlsConfig(cfg.RedisAddr)
-	}
-	return store.Tune(opts, cfg.RedisTimeout)
-}
-
-func tlsConfig(addr string) *tls.Config {
-	host, _, _ := net.SplitHostPort(addr)
-	return &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	return serve(ctx, cfg.HTTP, handler, log, ready)
 }
 
 // serve listens first, so that a bad address fails at once and :0 works,
 // then serves until ctx ends and shuts down within SHUTDOWN_TIMEOUT.
-func serve(ctx context.Context, cfg config.Config, handler http.Handler, log *zap.Logger, ready chan<- string) error {
+func serve(ctx context.Context, cfg config.HTTP, handler http.Handler, log *zap.Logger, ready chan<- string) error {
 	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", cfg.HTTPAddr)
+	ln, err := lc.Listen(ctx, "tcp", cfg.ListenAddr)
 	if err != nil {
-		return fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+		return fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.ListenAddr, err)
 	}
 	srv := &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout,
-		ReadTimeout:       cfg.HTTPReadTimeout,
-		WriteTimeout:      cfg.HTTPWriteTimeout,
-		IdleTimeout:       cfg.HTTPIdleTimeout,
-		// A hard cap: MAX_HEADER_BYTES, checked by the router, answers
-		// with the API's error shape well below it.
-		MaxHeaderBytes: 1 << 20,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		// The server's own limit, whose refusal is plain text, sits above
+		// anything MAX_HEADER_BYTES may be, so that the router's JSON 431
+		// answers first (api.HeaderHardCap).
+		MaxHeaderBytes: api.HeaderHardCap,
 		ErrorLog:       zap.NewStdLog(log.Named("http.server")),
 	}
 	errc := make(chan error, 1)

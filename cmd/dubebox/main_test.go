@@ -1,19 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,26 +19,8 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 
-// syncBuffer is a log sink safe to read while the server writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // start runs the service in-process on a free port and returns its base URL.
-func start(t *testing.T, env map[string]string) (string, *syncBuffer, func() error) {
+func start(t *testing.T, env map[string]string) (string, *servicetest.SyncBuffer, func() error) {
 	t.Helper()
 	if env == nil {
 		env = map[string]string{}
@@ -56,7 +33,7 @@ func start(t *testing.T, env map[string]string) (string, *syncBuffer, func() err
 		env["KEY_PREFIX"] = redistest.Prefix(t)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
-	out := &syncBuffer{}
+	out := &servicetest.SyncBuffer{}
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, out, ready) }()
@@ -186,69 +163,5 @@ func TestConfigErrors(t *testing.T) {
 	err = run(t.Context(), []string{"serve"}, func(string) string { return "" }, io.Discard, nil)
 	if !config.IsConfigError(err) {
 		t.Errorf("an unknown argument: got %v, want a usage error", err)
-	}
-}
-
-// TestBinary builds the real binary and checks its exit statuses: 2 with
-// one line naming the variable for bad configuration, 0 after SIGTERM.
-func TestBinary(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "dubebox")
-	if err := servicetest.Build(dir, "./cmd/dubebox"); err != nil {
-		t.Fatal(err)
-	}
-
-	bad := exec.CommandContext(t.Context(), bin)
-	bad.Env = []string{"MAX_KEY_BYTES=lots"}
-	var stderr bytes.Buffer
-	bad.Stderr = &stderr
-	err := bad.Run()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 2 {
-		t.Errorf("bad config: got %v, want exit status 2", err)
-	}
-	if lines := strings.Split(strings.TrimSpace(stderr.String()), "\n"); len(lines) != 1 || !strings.Contains(lines[0], "MAX_KEY_BYTES") {
-		t.Errorf("bad config: want one line naming MAX_KEY_BYTES, got %q", stderr.String())
-	}
-
-	port, err := redistest.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := exec.CommandContext(t.Context(), bin)
-	srv.Env = []string{"HTTP_ADDR=127.0.0.1:" + strconv.Itoa(port), "REDIS_ADDR=" + redistest.Addr(t)}
-	var stdout syncBuffer
-	srv.Stdout = &stdout
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if err := healthcheck(t.Context(), "127.0.0.1:"+strconv.Itoa(port)); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("binary not healthy after 10s:\n%s", stdout.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	check := exec.CommandContext(t.Context(), bin, "healthcheck")
-	check.Env = []string{"HTTP_ADDR=:" + strconv.Itoa(port)}
-	if out, err := check.CombinedOutput(); err != nil {
-		t.Errorf("dubebox healthcheck: %v %s", err, out)
-	}
-	if code, _ := get(t, base+"/"); code != 200 {
-		t.Errorf("GET /: %d", code)
-	}
-	if err := srv.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Wait(); err != nil {
-		t.Errorf("after SIGTERM: %v, want exit status 0\n%s", err, stdout.String())
-	}
-	if !strings.Contains(stdout.String(), `"msg":"stopped"`) {
-		t.Errorf("no stopped line:\n%s", stdout.String())
 	}
 }

@@ -29,13 +29,28 @@ type config struct {
 	prefix   string
 	preload  bool
 	jsonPath string
+	// maxErrors is the share of requests that may fail (5xx or no answer)
+	// before the run counts as failed.
+	maxErrors float64
 }
 
-func (c config) loopDescription() string {
+// describe is the run's first line: only the settings that apply to the
+// mode, and how it ends.
+func (c config) describe() string {
+	loop := fmt.Sprintf("closed loop with %d workers", c.workers)
 	if c.rate > 0 {
-		return fmt.Sprintf("open loop at %.0f req/s (%d workers)", c.rate, c.workers)
+		loop = fmt.Sprintf("open loop at %.0f req/s (%d workers)", c.rate, c.workers)
 	}
-	return fmt.Sprintf("closed loop with %d workers", c.workers)
+	end := "until interrupted (Ctrl-C; -duration sets an end)"
+	if c.duration > 0 {
+		end = "for " + c.duration.String()
+	}
+	mix := ""
+	if c.mode == "mix" {
+		mix = fmt.Sprintf(", read %.0f%%, hash %.0f%%, bad %.1f%%", c.read*100, c.hash*100, c.bad*100)
+	}
+	return fmt.Sprintf("loadgen: %s, mode %s, %s, keys %d (zipf s=%.2f)%s, %s",
+		c.url, c.mode, loop, c.keys, c.zipfS, mix, end)
 }
 
 func parseFlags(args []string, out io.Writer) (config, error) {
@@ -67,6 +82,7 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	fs.StringVar(&c.prefix, "prefix", "lg", "prefix of the keys loadgen uses")
 	fs.BoolVar(&c.preload, "preload", false, "write every key once (no TTL) before the run; implied by -mode get")
 	fs.StringVar(&c.jsonPath, "json", "", "also write the summary as JSON to this file")
+	fs.Float64Var(&c.maxErrors, "max-errors", 0.01, "share of requests that may fail (5xx or no answer) before loadgen exits with status 1")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -87,7 +103,7 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	for _, p := range []struct {
 		v    float64
 		name string
-	}{{c.read, "-read"}, {c.hash, "-hash"}, {c.bad, "-bad"}, {c.noTTL, "-no-ttl"}} {
+	}{{c.read, "-read"}, {c.hash, "-hash"}, {c.bad, "-bad"}, {c.noTTL, "-no-ttl"}, {c.maxErrors, "-max-errors"}} {
 		check(p.v >= 0 && p.v <= 1, p.name+" must be between 0 and 1")
 	}
 	check(c.ttlMin >= time.Second && c.ttlMax >= c.ttlMin, "-ttl-min must be at least 1s and -ttl-max at least -ttl-min")

@@ -6,7 +6,9 @@
 // -ttl-max (so keys expire and misses follow), -hash of the requests use
 // hashes, and -bad of them are bad requests (so the error panels move). It
 // runs closed-loop with -c workers, or open-loop at -rate requests per
-// second, for -duration or until interrupted.
+// second, for -duration or until interrupted. It exits with status 1 when
+// more than -max-errors of the requests failed (5xx or no answer), so that a
+// script notices a server that died under it.
 package main
 
 import (
@@ -65,8 +67,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		ctx, cancel = context.WithTimeout(ctx, cfg.duration)
 		defer cancel()
 	}
-	fmt.Fprintf(out, "loadgen: %s, mode %s, %s, keys %d (zipf s=%.2f), read %.0f%%, hash %.0f%%, bad %.1f%%\n",
-		cfg.url, cfg.mode, cfg.loopDescription(), cfg.keys, cfg.zipfS, cfg.read*100, cfg.hash*100, cfg.bad*100)
+	fmt.Fprintln(out, cfg.describe())
 	sum := g.run(ctx, out)
 	sum.print(out)
 	if cfg.jsonPath != "" {
@@ -74,7 +75,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 	}
-	return nil
+	return sum.check(cfg.maxErrors)
 }
 
 // checkReachable fails at once when the API does not answer /healthz, so a

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dubebox/dubebox/internal/api"
+	svcconfig "github.com/dubebox/dubebox/internal/config"
 	"github.com/dubebox/dubebox/internal/redistest"
 	"github.com/dubebox/dubebox/internal/store"
 	"github.com/dubebox/dubebox/observability"
@@ -26,8 +27,8 @@ func server(t *testing.T) *httptest.Server {
 	t.Helper()
 	rdb, prefix := redistest.Client(t)
 	st := store.New(rdb, prefix, time.Second, nil)
-	h := api.New(api.Config{ServiceName: "dubebox", Version: "test", MaxKeyBytes: 512, MaxValueBytes: 1 << 20},
-		api.Deps{Store: st, Log: zap.NewNop(), Metrics: observability.NewMetrics("test"), TracerProvider: noop.NewTracerProvider()})
+	h := api.New(svcconfig.Default().API,
+		api.Deps{Store: st, Log: zap.NewNop(), Metrics: observability.NewMetrics("test", store.ReadOps), TracerProvider: noop.NewTracerProvider()})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv
@@ -70,7 +71,7 @@ func TestMixedRun(t *testing.T) {
 		t.Errorf("implausible figures: %+v", sum)
 	}
 	text := out.String()
-	for _, want := range []string{"closed loop with 4 workers", "hit ", "p99 ", "summary:", "latency: p50", "status:"} {
+	for _, want := range []string{"closed loop with 4 workers", "read 80%", "for 1.5s", "hit ", "p99 ", "summary:", "latency: p50", "status:"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q:\n%s", want, text)
 		}
@@ -113,6 +114,31 @@ func TestGetModePreloads(t *testing.T) {
 	if sum.Requests == 0 || sum.ByStatus["200"] != sum.Requests {
 		t.Errorf("GET on preloaded keys: %v", sum.ByStatus)
 	}
+	first, _, _ := strings.Cut(out.String(), "\n")
+	if strings.Contains(first, "read ") || strings.Contains(first, "bad ") || !strings.Contains(first, "for 500ms") {
+		t.Errorf("-mode get's first line shows shares that do not apply, or not how it ends: %q", first)
+	}
+}
+
+// TestServerDiesMidRun checks that a run whose server dies under it exits
+// with an error, and that -max-errors sets how many failures are tolerated.
+func TestServerDiesMidRun(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		maxErrors string
+		fail      bool
+	}{{"0.01", true}, {"1", false}} {
+		srv := server(t)
+		time.AfterFunc(300*time.Millisecond, func() { srv.CloseClientConnections(); srv.Close() })
+		var out bytes.Buffer
+		err := run(t.Context(), []string{"-url", srv.URL, "-duration", "1200ms", "-c", "2", "-timeout", "200ms", "-max-errors", tc.maxErrors}, &out)
+		if tc.fail && (err == nil || !strings.Contains(err.Error(), "no answer")) {
+			t.Errorf("-max-errors %s: got %v, want a failed run\n%s", tc.maxErrors, err, out.String())
+		}
+		if !tc.fail && err != nil {
+			t.Errorf("-max-errors %s: got %v, want the failures tolerated", tc.maxErrors, err)
+		}
+	}
 }
 
 func TestUnreachableAndBadFlags(t *testing.T) {
@@ -135,6 +161,7 @@ func TestUnreachableAndBadFlags(t *testing.T) {
 		{"share over 1", []string{"-read", "1.5"}},
 		{"ttl order", []string{"-ttl-min", "10s", "-ttl-max", "5s"}},
 		{"extra argument", []string{"now"}},
+		{"max errors over 1", []string{"-max-errors", "2"}},
 	}
 	for _, tc := range tests {
 		if _, err := parseFlags(tc.args, &out); err == nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -136,6 +137,19 @@ func (s summary) print(w io.Writer) {
 	fmt.Fprintf(w, "latency: p50 %.3fms  p90 %.3fms  p99 %.3fms  p99.9 %.3fms  max %.3fms\n",
 		s.P50ms, s.P90ms, s.P99ms, s.P999ms, s.MaxMs)
 	fmt.Fprintf(w, "status:  %s\n", strings.Join(parts, "  "))
+}
+
+// check fails the run when it sent nothing, or when the share of failed
+// requests (5xx or no answer) is over maxErrors.
+func (s summary) check(maxErrors float64) error {
+	if s.Requests == 0 {
+		return errors.New("no request was answered or sent")
+	}
+	if share := float64(s.Errors) / float64(s.Requests); share > maxErrors {
+		return fmt.Errorf("%d of %d requests (%.1f%%) failed with a 5xx or no answer, over -max-errors %.1f%%",
+			s.Errors, s.Requests, share*100, maxErrors*100)
+	}
+	return nil
 }
 
 func (s summary) writeJSON(path string) error {

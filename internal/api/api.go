@@ -1,12 +1,15 @@
-// Package api is DubeBox's HTTP layer: the Gin router, the routes of the seed
-// tutorial and of /v1, input validation and the mapping of errors to
-// statuses. It knows the store only through the Store interface below.
+// Package api is DubeBox's HTTP layer: the Gin router, the routes kept from
+// the original Flask tutorial (/, /set, /get) and those of /v1, the
+// middleware that knows routes and the error shape (middleware.go), input
+// validation and the one mapping of errors to statuses (errors.go). It knows
+// the store only through the Store interface below.
 package api
 
 import (
-	"cmp"
 	"context"
 	"crypto/subtle"
+	"errors"
+	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -39,27 +42,51 @@ type Store interface {
 	HDelete(ctx context.Context, key string) error
 }
 
-// Config holds what the router needs besides its dependencies.
+// Config holds what the router needs besides its dependencies. Each
+// field's env tag is the variable that sets it; internal/config reads,
+// defaults, validates and logs them from these tags.
 type Config struct {
 	// ServiceName names the server in span attributes.
-	ServiceName string
+	ServiceName string `env:"OTEL_SERVICE_NAME" envDefault:"dubebox"`
 	// Version is reported by GET /.
 	Version string
 	// MaxKeyBytes bounds keys and hash field names.
-	MaxKeyBytes int
+	MaxKeyBytes int `env:"MAX_KEY_BYTES" envDefault:"512" valid:"1..1048576"`
 	// MaxValueBytes bounds values; request bodies are bounded in proportion.
-	MaxValueBytes int
+	MaxValueBytes int `env:"MAX_VALUE_BYTES" envDefault:"1048576" valid:"1..536870912"`
+	// MaxHeaderBytes bounds the request's header names and values. The HTTP
+	// server's own hard cap sits above its largest value (HeaderHardCap).
+	MaxHeaderBytes int `env:"MAX_HEADER_BYTES" envDefault:"16384" valid:"1024..1048576"`
 	// APIToken, when set, is required as a bearer token on every data route.
-	APIToken string
+	APIToken string `env:"API_TOKEN" secret:"true"`
 	// APIReadToken, when set (with APIToken), is a bearer token that may
 	// only read: GET on the data routes.
-	APIReadToken string
-	// MaxHeaderBytes bounds the request's header names and values.
-	MaxHeaderBytes int
+	APIReadToken string `env:"API_READ_TOKEN" secret:"true"`
 	// RateLimitRPS, when positive, limits each client address to this many
 	// requests per second on the data routes, with bursts of RateLimitBurst.
-	RateLimitRPS   float64
-	RateLimitBurst int
+	RateLimitRPS float64 `env:"RATE_LIMIT_RPS" envDefault:"0" valid:"0.."`
+	// RateLimitBurst is the bucket's size; 0 means RateLimitRPS rounded up.
+	// It is 0 while the limit is off.
+	RateLimitBurst int `env:"RATE_LIMIT_BURST" envDefault:"0" valid:"0..1048576"`
+}
+
+// HeaderHardCap is the limit the HTTP server itself puts on a request's
+// header block, past which net/http refuses it in plain text before any
+// handler runs. It sits far enough above MAX_HEADER_BYTES's largest value
+// (1 MiB) that any header block over MAX_HEADER_BYTES, up to that largest
+// value and with room for the request line and per-line overhead, is
+// refused by the router in the API's JSON shape.
+const HeaderHardCap = 1<<20 + 64<<10
+
+// Resolve fills what is derived from other settings, so that the values
+// logged at start are the ones in force.
+func (c *Config) Resolve() {
+	switch {
+	case c.RateLimitRPS == 0:
+		c.RateLimitBurst = 0
+	case c.RateLimitBurst == 0:
+		c.RateLimitBurst = max(1, int(math.Ceil(c.RateLimitRPS)))
+	}
 }
 
 // Deps are the router's collaborators, built by run.
@@ -71,9 +98,10 @@ type Deps struct {
 }
 
 type handler struct {
-	store Store
-	log   *zap.Logger
-	cfg   Config
+	store   Store
+	log     *zap.Logger
+	metrics *observability.Metrics
+	cfg     Config
 	// maxBody bounds a request body: room for a value at its largest, even
 	// when JSON escaping doubles it, and for the envelope around it.
 	maxBody int64
@@ -81,12 +109,14 @@ type handler struct {
 
 // New returns the HTTP handler with its middleware in the fixed order:
 // recover, request id, tracing, access log, metrics, the header limit, then
-// auth and the rate limit on the data routes.
+// auth (with its own limit on failures) and the rate limit on the data
+// routes.
 func New(cfg Config, deps Deps) http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	h := &handler{
 		store:   deps.Store,
 		log:     deps.Log,
+		metrics: deps.Metrics,
 		cfg:     cfg,
 		maxBody: 2*int64(cfg.MaxValueBytes) + 64<<10,
 	}
@@ -104,10 +134,8 @@ func New(cfg Config, deps Deps) http.Handler {
 	_ = r.SetTrustedProxies(nil)
 
 	r.Use(
-		observability.Recover(deps.Log, func(c *gin.Context) {
-			h.respond(c, &Error{Code: CodeInternal, Message: internalMessage})
-		}),
-		observability.AssignRequestID(),
+		h.recoverPanics(),
+		assignRequestID,
 		otelgin.Middleware(cfg.ServiceName,
 			otelgin.WithTracerProvider(deps.TracerProvider),
 			otelgin.WithPropagators(observability.Propagator()),
@@ -117,71 +145,88 @@ func New(cfg Config, deps Deps) http.Handler {
 			// Scrapes every few seconds would bury the traces that matter.
 			otelgin.WithFilter(func(r *http.Request) bool { return r.URL.Path != "/metrics" }),
 		),
-		observability.AccessLog(deps.Log),
-		observability.HTTPMetrics(deps.Metrics),
-		h.headerLimit(cmp.Or(cfg.MaxHeaderBytes, 16<<10)),
+		accessLog(deps.Log),
+		httpMetrics(deps.Metrics),
+		h.headerLimit(cfg.MaxHeaderBytes),
 	)
-	r.NoRoute(func(c *gin.Context) {
-		h.respond(c, &Error{Code: CodeNotFound, Message: "no such route"})
-	})
-	r.NoMethod(func(c *gin.Context) {
-		h.respond(c, &Error{Code: CodeMethodNotAllowed, Message: "method not allowed on this route"})
-	})
+	r.NoRoute(h.handle(func(*gin.Context) error {
+		return &Error{Code: CodeNotFound, Message: "no such route"}
+	}))
+	r.NoMethod(h.handle(func(*gin.Context) error {
+		return &Error{Code: CodeMethodNotAllowed, Message: "method not allowed on this route"}
+	}))
 
 	r.GET("/", h.home)
 	r.GET("/healthz", h.healthz)
-	r.GET("/readyz", h.readyz)
-	metrics := deps.Metrics.Handler()
-	r.GET("/metrics", gin.WrapH(metrics))
+	r.GET("/readyz", h.handle(h.readyz))
+	r.GET("/metrics", gin.WrapH(deps.Metrics.Handler()))
 
-	data := r.Group("/", h.auth())
+	data := r.Group("/", h.auth(newClientLimiter(authFailureRPS, authFailureBurst)))
 	if cfg.RateLimitRPS > 0 {
-		data.Use(h.rateLimit(newClientLimiter(cfg.RateLimitRPS, max(cfg.RateLimitBurst, 1), deps.Metrics.RateLimited)))
+		data.Use(h.rateLimit(newClientLimiter(cfg.RateLimitRPS, max(cfg.RateLimitBurst, 1))))
 	}
-	data.GET("/set/:key/:value", h.seedSet)
-	data.GET("/get/:key", h.seedGet)
+	data.GET("/set/:key/:value", h.handle(h.seedSet))
+	data.GET("/get/:key", h.handle(h.seedGet))
 
 	kv := data.Group("/v1/kv/:key")
-	kv.PUT("", h.putString)
-	kv.GET("", h.getString)
-	kv.DELETE("", h.deleteString)
-	kv.GET("/ttl", h.getTTL)
-	kv.PUT("/ttl", h.putTTL)
-	kv.DELETE("/ttl", h.deleteTTL)
-	kv.POST("/incr", h.incr)
+	kv.PUT("", h.handle(h.putString))
+	kv.GET("", h.handle(h.getString))
+	kv.DELETE("", h.handle(h.deleteString))
+	kv.GET("/ttl", h.handle(h.getTTL))
+	kv.PUT("/ttl", h.handle(h.putTTL))
+	kv.DELETE("/ttl", h.handle(h.deleteTTL))
+	kv.POST("/incr", h.handle(h.incr))
 
 	hash := data.Group("/v1/hash/:key")
-	hash.PUT("", h.putHash)
-	hash.GET("", h.getHash)
-	hash.DELETE("", h.deleteHash)
-	hash.GET("/:field", h.getField)
-	hash.PUT("/:field", h.putField)
-	hash.DELETE("/:field", h.deleteField)
-	hash.POST("/:field/incr", h.incrField)
+	hash.PUT("", h.handle(h.putHash))
+	hash.GET("", h.handle(h.getHash))
+	hash.DELETE("", h.handle(h.deleteHash))
+	hash.GET("/:field", h.handle(h.getField))
+	hash.PUT("/:field", h.handle(h.putField))
+	hash.DELETE("/:field", h.handle(h.deleteField))
+	hash.POST("/:field/incr", h.handle(h.incrField))
 	return r
 }
 
+// Failed authentications are limited per client address with a budget of
+// their own, whether or not RATE_LIMIT_RPS is set: an address that has
+// failed authBurst times in a row must wait a second per further attempt,
+// so guessing a token costs time. A client with the right token is only
+// held back while its address is over that budget.
+const (
+	authFailureRPS   = 1
+	authFailureBurst = 10
+)
+
 // auth requires "Authorization: Bearer <token>" when API_TOKEN is set: the
 // full token may do anything, API_READ_TOKEN's only read (403 otherwise).
-// Tokens are compared in constant time so they cannot be guessed by timing.
-func (h *handler) auth() gin.HandlerFunc {
+// Tokens are compared in constant time so they cannot be guessed by timing,
+// and an address over its budget of failures is answered 429 before its
+// token is even compared, so it cannot be guessed by volume either.
+func (h *handler) auth(failures *clientLimiter) gin.HandlerFunc {
 	if h.cfg.APIToken == "" {
 		return func(c *gin.Context) { c.Next() }
 	}
 	full, read := []byte(h.cfg.APIToken), []byte(h.cfg.APIReadToken)
 	return func(c *gin.Context) {
+		client, now := c.ClientIP(), time.Now()
+		if wait := failures.wait(client, now); wait > 0 {
+			h.refuse(c, wait, "too many failed authentications from this address; retry after the time in Retry-After")
+			return
+		}
 		got, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
 		switch {
 		case ok && subtle.ConstantTimeCompare([]byte(got), full) == 1:
 			c.Next()
 		case ok && len(read) > 0 && subtle.ConstantTimeCompare([]byte(got), read) == 1:
-			// The seed's /set writes through a GET.
+			// The tutorial's /set writes through a GET.
 			if c.Request.Method != http.MethodGet || strings.HasPrefix(c.FullPath(), "/set/") {
 				h.respond(c, &Error{Code: CodeForbidden, Message: "this token may only read"})
 				return
 			}
 			c.Next()
 		default:
+			failures.take(client, now)
 			h.respond(c, &Error{Code: CodeUnauthorized, Message: "missing or wrong bearer token"})
 		}
 	}
@@ -196,14 +241,14 @@ func (h *handler) healthz(c *gin.Context) {
 }
 
 // readyz answers 200 only while Redis answers PING, so that a load balancer
-// sends no traffic to an instance that can only answer 503.
-func (h *handler) readyz(c *gin.Context) {
+// sends no traffic to an instance that can only answer 503. The cause goes
+// in the one line that respond writes for a failed request.
+func (h *handler) readyz(c *gin.Context) error {
 	if err := h.store.Ping(c.Request.Context()); err != nil {
-		h.log.Warn("readiness check failed", zap.Error(err))
-		h.respond(c, &Error{Code: CodeUnavailable, Message: "not ready: " + reason(err)})
-		return
+		return &Error{Code: CodeUnavailable, Message: "not ready: " + reason(err), Cause: err}
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+	return nil
 }
 
 // reason names why Redis failed in words fit for a probe's answer; the full
@@ -212,10 +257,10 @@ func reason(err error) string {
 	if store.IsAuthError(err) {
 		return "redis refused the credentials (REDIS_USERNAME, REDIS_PASSWORD)"
 	}
-	switch toAPIError(err).Code {
-	case CodeTimeout:
+	switch {
+	case errors.Is(err, store.ErrTimeout):
 		return "redis did not answer PING in time"
-	case CodeUnavailable:
+	case errors.Is(err, store.ErrUnavailable):
 		return "redis is unreachable or refused the connection"
 	default:
 		return "redis answered PING with an error"

@@ -6,6 +6,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/dubebox/dubebox/internal/servicetest"
+	"github.com/gin-gonic/gin"
 )
 
 type req struct {
@@ -287,4 +290,24 @@ func TestExpiryThroughAPI(t *testing.T) {
 		sleepMS(20)
 	}
 	t.Fatal("key did not expire")
+}
+
+// TestWritesListIsComplete checks that servicetest.Writes, which the
+// full-Redis and fault tests drive, names every write route the router
+// serves (every method but GET, and the tutorial's /set).
+func TestWritesListIsComplete(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	listed := map[string]bool{}
+	for _, w := range servicetest.Writes {
+		listed[w.Method+" "+w.Route] = true
+	}
+	for _, r := range e.h.(*gin.Engine).Routes() {
+		if r.Method == http.MethodGet && !strings.HasPrefix(r.Path, "/set/") {
+			continue
+		}
+		if !listed[r.Method+" "+r.Path] {
+			t.Errorf("%s %s writes but is not in servicetest.Writes", r.Method, r.Path)
+		}
+	}
 }

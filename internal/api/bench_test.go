@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dubebox/dubebox/internal/api"
+	"github.com/dubebox/dubebox/internal/config"
 	"github.com/dubebox/dubebox/internal/redistest"
 	"github.com/dubebox/dubebox/internal/store"
 	"github.com/dubebox/dubebox/observability"
@@ -31,15 +32,14 @@ func benchHandler(b *testing.B, sampled bool) (http.Handler, redis.UniversalClie
 		sampler = sdktrace.AlwaysSample()
 	}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sampler), sdktrace.WithBatcher(tracetest.NewNoopExporter()))
-	m := observability.NewMetrics("bench")
+	m := observability.NewMetrics("bench", store.ReadOps)
 	enc := zap.NewProductionEncoderConfig()
 	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(nopWriter{}), zapcore.InfoLevel))
 	if err := observability.InstrumentRedis(rdb, tp, m, log); err != nil {
 		b.Fatal(err)
 	}
 	st := store.New(rdb, prefix, time.Second, m)
-	h := api.New(api.Config{ServiceName: "dubebox", Version: "bench", MaxKeyBytes: 512, MaxValueBytes: 1 << 20},
-		api.Deps{Store: st, Log: log, Metrics: m, TracerProvider: tp})
+	h := api.New(config.Default().API, api.Deps{Store: st, Log: log, Metrics: m, TracerProvider: tp})
 	return h, rdb, prefix
 }
 
@@ -80,4 +80,19 @@ func BenchmarkGetTelemetryOff(b *testing.B) {
 func BenchmarkPutTelemetryOn(b *testing.B) {
 	h, _, _ := benchHandler(b, true)
 	benchRequests(b, h, "PUT", "/v1/kv/k", `{"value":"`+strings.Repeat("v", 64)+`"}`)
+}
+
+// BenchmarkTelemetryOn is the middleware path alone (GET /healthz touches
+// no Redis) with every request traced, the access line encoded and metrics
+// recorded with exemplars.
+func BenchmarkTelemetryOn(b *testing.B) {
+	h, _, _ := benchHandler(b, true)
+	benchRequests(b, h, "GET", "/healthz", "")
+}
+
+// BenchmarkTelemetryOff is the same path unsampled: the difference is what
+// telemetry costs a request.
+func BenchmarkTelemetryOff(b *testing.B) {
+	h, _, _ := benchHandler(b, false)
+	benchRequests(b, h, "GET", "/healthz", "")
 }

@@ -53,9 +53,19 @@ var statusOf = map[string]int{
 type Error struct {
 	Code    string
 	Message string
+	// Cause, when set, is the failure underneath: it is logged with the
+	// request, never shown to the client.
+	Cause error
 }
 
-func (e *Error) Error() string { return e.Code + ": " + e.Message }
+func (e *Error) Error() string {
+	if e.Cause != nil {
+		return e.Code + ": " + e.Message + ": " + e.Cause.Error()
+	}
+	return e.Code + ": " + e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Cause }
 
 func invalid(msg string) *Error  { return &Error{Code: CodeInvalidArgument, Message: msg} }
 func tooLarge(msg string) *Error { return &Error{Code: CodePayloadTooLarge, Message: msg} }
@@ -66,12 +76,12 @@ var storeErrors = []struct {
 	err error
 	api Error
 }{
-	{store.ErrNotFound, Error{CodeNotFound, "the key, or the hash field, does not exist"}},
-	{store.ErrWrongType, Error{CodeWrongType, "the key holds another type: use the /v1/kv routes for strings and /v1/hash for hashes"}},
-	{store.ErrNotInteger, Error{CodeNotInteger, "the value is not an integer, or the increment would overflow a 64-bit integer"}},
-	{store.ErrInsufficientStorage, Error{CodeInsufficientStorage, "the store is full and refuses writes; reads still work"}},
-	{store.ErrTimeout, Error{CodeTimeout, "the store did not answer in time"}},
-	{store.ErrUnavailable, Error{CodeUnavailable, "the store is unavailable; retry shortly"}},
+	{store.ErrNotFound, Error{Code: CodeNotFound, Message: "the key, or the hash field, does not exist"}},
+	{store.ErrWrongType, Error{Code: CodeWrongType, Message: "the key holds another type: use the /v1/kv routes for strings and /v1/hash for hashes"}},
+	{store.ErrNotInteger, Error{Code: CodeNotInteger, Message: "the value is not an integer, or the increment would overflow a 64-bit integer"}},
+	{store.ErrInsufficientStorage, Error{Code: CodeInsufficientStorage, Message: "the store is full and refuses writes; reads still work"}},
+	{store.ErrTimeout, Error{Code: CodeTimeout, Message: "the store did not answer in time"}},
+	{store.ErrUnavailable, Error{Code: CodeUnavailable, Message: "the store is unavailable; retry shortly"}},
 }
 
 // errorBody is the one shape of every error response.
@@ -85,16 +95,29 @@ type errorDetail struct {
 	Message string `json:"message"`
 }
 
+// handlerFunc is a route handler that returns its failure instead of
+// answering it: handle turns it into a Gin handler that answers the error
+// through respond, so that every failure takes the one path below.
+type handlerFunc func(c *gin.Context) error
+
+func (h *handler) handle(fn handlerFunc) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if err := fn(c); err != nil {
+			h.respond(c, err)
+		}
+	}
+}
+
 // respond is the one place where an error becomes an HTTP response. API
 // errors are answered as they are; store errors by their sentinel; anything
-// else is logged in full and answered as a bare 500. Failures of Redis itself
-// (503, 504, 507) are logged at warn with the underlying error. Errors the
-// API made itself (validation, auth) are only in the access log.
+// else, and an API error whose code has no status, is logged in full and
+// answered as a bare 500. Failures of Redis itself (503, 504, 507) are
+// logged at warn with the underlying error, once per request. Errors the API
+// made itself (validation, auth) are only in the access log.
 func (h *handler) respond(c *gin.Context, err error) {
-	apiErr := toAPIError(err)
-	status := statusOf[apiErr.Code]
+	apiErr, status := toAPIError(err)
 	var made *Error
-	if !errors.As(err, &made) {
+	if !errors.As(err, &made) || made.Cause != nil || status == http.StatusInternalServerError {
 		switch status {
 		case http.StatusInternalServerError:
 			h.logFailure(c, zapcore.ErrorLevel, err)
@@ -109,23 +132,28 @@ func (h *handler) respond(c *gin.Context, err error) {
 		c.Header("WWW-Authenticate", `Bearer realm="dubebox"`)
 	}
 	c.AbortWithStatusJSON(status, errorBody{
-		Error:     errorDetail(apiErr),
-		RequestID: observability.RequestID(c),
+		Error:     errorDetail{Code: apiErr.Code, Message: apiErr.Message},
+		RequestID: requestID(c),
 	})
 }
 
-// toAPIError maps any error to what the client is told.
-func toAPIError(err error) Error {
+// toAPIError maps any error to what the client is told and its status. A
+// code missing from statusOf is a bug; it is answered as internal (500)
+// rather than with Gin's default of 200.
+func toAPIError(err error) (Error, int) {
 	var apiErr *Error
 	if errors.As(err, &apiErr) {
-		return *apiErr
+		if status, ok := statusOf[apiErr.Code]; ok {
+			return *apiErr, status
+		}
+		return Error{Code: CodeInternal, Message: internalMessage}, http.StatusInternalServerError
 	}
 	for _, se := range storeErrors {
 		if errors.Is(err, se.err) {
-			return se.api
+			return se.api, statusOf[se.api.Code]
 		}
 	}
-	return Error{Code: CodeInternal, Message: internalMessage}
+	return Error{Code: CodeInternal, Message: internalMessage}, http.StatusInternalServerError
 }
 
 const internalMessage = "internal error; quote the request_id when reporting it"
@@ -137,8 +165,9 @@ func (h *handler) logFailure(c *gin.Context, level zapcore.Level, err error) {
 	}
 	fields := append([]zap.Field{
 		zap.Error(err),
-		zap.String("route", c.FullPath()),
-		zap.String("request_id", observability.RequestID(c)),
+		zap.String("method", c.Request.Method),
+		zap.String("route", route(c)),
+		zap.String("request_id", requestID(c)),
 	}, observability.TraceFields(c.Request.Context())...)
 	ce.Write(fields...)
 }

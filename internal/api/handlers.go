@@ -3,53 +3,49 @@ package api
 import (
 	"errors"
 	"net/http"
-	"time"
 
 	"github.com/dubebox/dubebox/internal/store"
 	"github.com/gin-gonic/gin"
 )
 
-// The seed tutorial's routes keep their original JSON shapes.
+// The original Flask tutorial's routes keep their JSON shapes.
 
-func (h *handler) seedSet(c *gin.Context) {
+func (h *handler) seedSet(c *gin.Context) error {
 	key, err := h.key(c)
 	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	value := c.Param("value")
 	if err := h.checkValue(value); err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	ttl, err := ttlFromQuery(c)
 	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	if err := h.store.Set(c.Request.Context(), key, value, ttl); err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	c.JSON(http.StatusOK, gin.H{"message": "Stored " + key + " → " + value + " in Redis"})
+	return nil
 }
 
-func (h *handler) seedGet(c *gin.Context) {
+func (h *handler) seedGet(c *gin.Context) error {
 	key, err := h.key(c)
 	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	s, err := h.store.Get(c.Request.Context(), key)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		// The seed answered a missing key with 200 and a null value.
+		// The tutorial answered a missing key with 200 and a null value.
 		c.JSON(http.StatusOK, gin.H{"key": key, "value": nil})
 	case err != nil:
-		h.respond(c, err)
+		return err
 	default:
 		c.JSON(http.StatusOK, gin.H{"key": key, "value": s.Value})
 	}
+	return nil
 }
 
 type stringResponse struct {
@@ -74,122 +70,111 @@ type putStringRequest struct {
 	TTLSeconds *int64  `json:"ttl_seconds"`
 }
 
-func (h *handler) putString(c *gin.Context) {
+func (h *handler) putString(c *gin.Context) error {
 	key, err := h.key(c)
 	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	var req putStringRequest
 	if err := h.decode(c, &req, false); err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
-	if req.Value == nil {
-		h.respond(c, invalid("value is required and must be a string"))
-		return
-	}
-	if err := h.checkValue(*req.Value); err != nil {
-		h.respond(c, err)
-		return
+	value, err := h.requiredValue(req.Value)
+	if err != nil {
+		return err
 	}
 	ttl, err := ttlFromSeconds(req.TTLSeconds)
 	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
-	if err := h.store.Set(c.Request.Context(), key, *req.Value, ttl); err != nil {
-		h.respond(c, err)
-		return
+	if err := h.store.Set(c.Request.Context(), key, value, ttl); err != nil {
+		return err
 	}
-	resp := stringResponse{Key: key, Value: *req.Value, TTLSeconds: -1}
+	resp := stringResponse{Key: key, Value: value, TTLSeconds: -1}
 	if req.TTLSeconds != nil {
 		resp.TTLSeconds = *req.TTLSeconds
 	}
 	c.JSON(http.StatusOK, resp)
+	return nil
 }
 
-func (h *handler) getString(c *gin.Context) {
+func (h *handler) getString(c *gin.Context) error {
 	key, err := h.key(c)
 	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	s, err := h.store.Get(c.Request.Context(), key)
 	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	c.JSON(http.StatusOK, stringResponse{Key: key, Value: s.Value, TTLSeconds: ttlSeconds(s.TTL)})
+	return nil
 }
 
-func (h *handler) deleteString(c *gin.Context) {
+func (h *handler) deleteString(c *gin.Context) error {
 	key, err := h.key(c)
 	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	if err := h.store.Delete(c.Request.Context(), key); err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	c.Status(http.StatusNoContent)
+	return nil
 }
 
-func (h *handler) getTTL(c *gin.Context) {
+func (h *handler) getTTL(c *gin.Context) error {
 	key, err := h.key(c)
 	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	d, err := h.store.TTL(c.Request.Context(), key)
-	h.ttlReply(c, key, d, err)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, ttlResponse{Key: key, TTLSeconds: ttlSeconds(d)})
+	return nil
 }
 
 type putTTLRequest struct {
 	TTLSeconds *int64 `json:"ttl_seconds"`
 }
 
-func (h *handler) putTTL(c *gin.Context) {
+func (h *handler) putTTL(c *gin.Context) error {
 	key, err := h.key(c)
 	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	var req putTTLRequest
 	if err := h.decode(c, &req, false); err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	if req.TTLSeconds == nil {
-		h.respond(c, invalid("ttl_seconds is required"))
-		return
+		return invalid("ttl_seconds is required")
 	}
 	ttl, err := ttlFromSeconds(req.TTLSeconds)
 	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	d, err := h.store.Expire(c.Request.Context(), key, ttl)
-	h.ttlReply(c, key, d, err)
-}
-
-func (h *handler) deleteTTL(c *gin.Context) {
-	key, err := h.key(c)
 	if err != nil {
-		h.respond(c, err)
-		return
-	}
-	d, err := h.store.Persist(c.Request.Context(), key)
-	h.ttlReply(c, key, d, err)
-}
-
-func (h *handler) ttlReply(c *gin.Context, key string, d time.Duration, err error) {
-	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	c.JSON(http.StatusOK, ttlResponse{Key: key, TTLSeconds: ttlSeconds(d)})
+	return nil
+}
+
+func (h *handler) deleteTTL(c *gin.Context) error {
+	key, err := h.key(c)
+	if err != nil {
+		return err
+	}
+	d, err := h.store.Persist(c.Request.Context(), key)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, ttlResponse{Key: key, TTLSeconds: ttlSeconds(d)})
+	return nil
 }
 
 type incrRequest struct {
@@ -208,21 +193,19 @@ func (h *handler) by(c *gin.Context) (int64, error) {
 	return *req.By, nil
 }
 
-func (h *handler) incr(c *gin.Context) {
+func (h *handler) incr(c *gin.Context) error {
 	key, err := h.key(c)
 	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	by, err := h.by(c)
 	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	n, err := h.store.Incr(c.Request.Context(), key, by)
 	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	c.JSON(http.StatusOK, intResponse{Key: key, Value: n})
+	return nil
 }

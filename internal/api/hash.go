@@ -23,143 +23,125 @@ type putHashRequest struct {
 	TTLSeconds *int64            `json:"ttl_seconds"`
 }
 
-func (h *handler) putHash(c *gin.Context) {
+func (h *handler) putHash(c *gin.Context) error {
 	key, err := h.key(c)
 	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	var req putHashRequest
 	if err := h.decode(c, &req, false); err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	if len(req.Fields) == 0 {
-		h.respond(c, invalid("fields is required and must hold at least one field"))
-		return
+		return invalid("fields is required and must hold at least one field")
 	}
 	for f, v := range req.Fields {
 		if err := checkName("field", f, h.cfg.MaxKeyBytes); err != nil {
-			h.respond(c, err)
-			return
+			return err
 		}
 		if err := h.checkValue(v); err != nil {
-			h.respond(c, err)
-			return
+			return err
 		}
 	}
 	ttl, err := ttlFromSeconds(req.TTLSeconds)
 	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	hash, err := h.store.HSet(c.Request.Context(), key, req.Fields, ttl)
 	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	c.JSON(http.StatusOK, hashResponse{Key: key, Fields: hash.Fields, TTLSeconds: ttlSeconds(hash.TTL)})
+	return nil
 }
 
-func (h *handler) getHash(c *gin.Context) {
+func (h *handler) getHash(c *gin.Context) error {
 	key, err := h.key(c)
 	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	hash, err := h.store.HGetAll(c.Request.Context(), key)
 	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	c.JSON(http.StatusOK, hashResponse{Key: key, Fields: hash.Fields, TTLSeconds: ttlSeconds(hash.TTL)})
+	return nil
 }
 
-func (h *handler) deleteHash(c *gin.Context) {
+func (h *handler) deleteHash(c *gin.Context) error {
 	key, err := h.key(c)
 	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	if err := h.store.HDelete(c.Request.Context(), key); err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	c.Status(http.StatusNoContent)
+	return nil
 }
 
-func (h *handler) getField(c *gin.Context) {
+func (h *handler) getField(c *gin.Context) error {
 	key, field, err := h.keyField(c)
 	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	v, err := h.store.HGet(c.Request.Context(), key, field)
 	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	c.JSON(http.StatusOK, fieldResponse{Key: key, Field: field, Value: v})
+	return nil
 }
 
 type putFieldRequest struct {
 	Value *string `json:"value"`
 }
 
-func (h *handler) putField(c *gin.Context) {
+func (h *handler) putField(c *gin.Context) error {
 	key, field, err := h.keyField(c)
 	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	var req putFieldRequest
 	if err := h.decode(c, &req, false); err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
-	if req.Value == nil {
-		h.respond(c, invalid("value is required and must be a string"))
-		return
+	value, err := h.requiredValue(req.Value)
+	if err != nil {
+		return err
 	}
-	if err := h.checkValue(*req.Value); err != nil {
-		h.respond(c, err)
-		return
+	if err := h.store.HSetField(c.Request.Context(), key, field, value); err != nil {
+		return err
 	}
-	if err := h.store.HSetField(c.Request.Context(), key, field, *req.Value); err != nil {
-		h.respond(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, fieldResponse{Key: key, Field: field, Value: *req.Value})
+	c.JSON(http.StatusOK, fieldResponse{Key: key, Field: field, Value: value})
+	return nil
 }
 
-func (h *handler) deleteField(c *gin.Context) {
+func (h *handler) deleteField(c *gin.Context) error {
 	key, field, err := h.keyField(c)
 	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	if err := h.store.HDelField(c.Request.Context(), key, field); err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	c.Status(http.StatusNoContent)
+	return nil
 }
 
-func (h *handler) incrField(c *gin.Context) {
+func (h *handler) incrField(c *gin.Context) error {
 	key, field, err := h.keyField(c)
 	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	by, err := h.by(c)
 	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	n, err := h.store.HIncr(c.Request.Context(), key, field, by)
 	if err != nil {
-		h.respond(c, err)
-		return
+		return err
 	}
 	c.JSON(http.StatusOK, intResponse{Key: key, Field: field, Value: n})
+	return nil
 }

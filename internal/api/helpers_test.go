@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dubebox/dubebox/internal/api"
+	"github.com/dubebox/dubebox/internal/config"
 	"github.com/dubebox/dubebox/internal/redistest"
 	"github.com/dubebox/dubebox/internal/store"
 	"github.com/dubebox/dubebox/observability"
@@ -62,7 +63,7 @@ func newEnv(t testing.TB, addr string, opts ...option) *env {
 	t.Helper()
 	var rdb redis.UniversalClient
 	var prefix string
-	metrics := observability.NewMetrics("test")
+	metrics := observability.NewMetrics("test", store.ReadOps)
 	core, logs := observer.New(zap.DebugLevel)
 	log := zap.New(core)
 	spans := tracetest.NewSpanRecorder()
@@ -86,7 +87,8 @@ func newEnv(t testing.TB, addr string, opts ...option) *env {
 		}
 		_ = rdb.Close()
 	})
-	cfg := api.Config{ServiceName: "dubebox", Version: "test", MaxKeyBytes: 32, MaxValueBytes: 1024}
+	cfg := config.Default().API
+	cfg.Version, cfg.MaxKeyBytes, cfg.MaxValueBytes = "test", 32, 1024
 	deps := api.Deps{Store: store.New(rdb, prefix, timeout, metrics), Log: log, Metrics: metrics, TracerProvider: tp}
 	for _, o := range opts {
 		o(&cfg, &deps)

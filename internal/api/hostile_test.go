@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"reflect"
 	"strings"
@@ -124,7 +125,7 @@ func TestHostileInput(t *testing.T) {
 	if v := e.rdb.Get(ctx, outside).Val(); v != "untouchable" {
 		t.Errorf("the key outside the prefix changed: %q", v)
 	}
-	fmt.Printf("hostile input: %d requests, by status %v, keyspace unchanged\n", len(tests), counts)
+	t.Logf("hostile input: %d requests, by status %v, keyspace unchanged", len(tests), counts)
 }
 
 // TestReadToken checks API_READ_TOKEN: it reads, and is refused writes
@@ -198,8 +199,44 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
-// TestCardinalityIsBounded floods random paths and keys: the number of
-// metric series must not grow with them.
+// TestTokenGuessingIsSlowed checks that failed authentications are limited
+// per address with a budget of their own, with or without RATE_LIMIT_RPS:
+// past it a guesser gets 429 whatever it sends (its guesses are not even
+// compared), other addresses are unaffected, and the budget comes back.
+func TestTokenGuessingIsSlowed(t *testing.T) {
+	t.Parallel()
+	for _, rps := range []float64{0, 100} {
+		e := newEnv(t, "", func(c *apiConfig, _ *apiDeps) { c.APIToken, c.RateLimitRPS, c.RateLimitBurst = "right-tok", rps, 100 })
+		counts := map[int]int{}
+		for i := range 30 {
+			w := e.do(t, "GET", "/v1/kv/k", "", "Authorization", fmt.Sprintf("Bearer guess-%d", i))
+			counts[w.Code]++
+			if w.Code == http.StatusTooManyRequests && (errorCode(t, w) != "rate_limited" || w.Header().Get("Retry-After") == "") {
+				t.Errorf("429 without its code or Retry-After: %s %v", w.Body.String(), w.Header())
+			}
+		}
+		if counts[401] != 10 || counts[429] != 20 {
+			t.Errorf("RATE_LIMIT_RPS=%v: 30 wrong tokens from one address got %v, want 10×401 then 20×429", rps, counts)
+		}
+		if w := e.do(t, "GET", "/v1/kv/k", "", "Authorization", "Bearer right-tok"); w.Code != http.StatusTooManyRequests {
+			t.Errorf("the right token from the guessing address: %d, want 429 until its budget refills", w.Code)
+		}
+		if got := testutil.ToFloat64(e.metrics.RateLimited); got < 20 {
+			t.Errorf("dubebox_http_rate_limited_total = %v, want the refusals counted", got)
+		}
+		req := httptest.NewRequestWithContext(t.Context(), "GET", "/v1/kv/k", nil)
+		req.RemoteAddr = "198.51.100.9:1"
+		req.Header.Set("Authorization", "Bearer right-tok")
+		w := httptest.NewRecorder()
+		e.h.ServeHTTP(w, req)
+		if w.Code != http.StatusNotFound {
+			t.Errorf("another address with the right token: %d, want 404", w.Code)
+		}
+	}
+}
+
+// TestCardinalityIsBounded floods random paths, keys and methods: the
+// number of metric series must not grow with them.
 func TestCardinalityIsBounded(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "")
@@ -215,6 +252,10 @@ func TestCardinalityIsBounded(t *testing.T) {
 			e.do(t, "PUT", "/v1/kv/"+k, `{"value":"v"}`)
 			e.do(t, "GET", fmt.Sprintf("/random/%d/%d", i, rand.IntN(1_000_000)), "")
 			e.do(t, "PATCH", "/v1/kv/"+k, "")
+			// Any token is a valid method: each made-up one must land in
+			// one bounded label value.
+			e.do(t, fmt.Sprintf("M%d%d", seen, rand.IntN(1_000_000)), "/v1/kv/"+k, "")
+			e.do(t, fmt.Sprintf("X%d", seen), fmt.Sprintf("/nope/%d", seen), "")
 		}
 	}
 	warm(5)
@@ -298,5 +339,5 @@ func TestNamespaceIsolation(t *testing.T) {
 			t.Errorf("planted %q got a TTL %v", k, ttl)
 		}
 	}
-	fmt.Printf("namespace isolation: %d requests over %d hostile key strings; %d planted keys outside the prefix unchanged\n", requests, len(keys), len(planted))
+	t.Logf("namespace isolation: %d requests over %d hostile key strings; %d planted keys outside the prefix unchanged", requests, len(keys), len(planted))
 }

@@ -64,6 +64,15 @@ func (h *handler) checkValue(v string) error {
 	return nil
 }
 
+// requiredValue checks a body's "value": present, a string, within
+// MAX_VALUE_BYTES.
+func (h *handler) requiredValue(v *string) (string, error) {
+	if v == nil {
+		return "", invalid("value is required and must be a string")
+	}
+	return *v, h.checkValue(*v)
+}
+
 // ttlFromSeconds validates a TTL given in seconds. A nil pointer (the field
 // was left out) means no TTL.
 func ttlFromSeconds(s *int64) (time.Duration, error) {
@@ -76,7 +85,7 @@ func ttlFromSeconds(s *int64) (time.Duration, error) {
 	return time.Duration(*s) * time.Second, nil
 }
 
-// ttlFromQuery reads the seed route's optional ?ttl=<seconds>.
+// ttlFromQuery reads the optional ?ttl=<seconds> of the tutorial's /set.
 func ttlFromQuery(c *gin.Context) (time.Duration, error) {
 	raw, ok := c.GetQuery("ttl")
 	if !ok {

@@ -8,13 +8,13 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 )
 
 // headerLimit refuses requests whose header names and values add up to more
-// than maxBytes, with the API's error shape. net/http's own MaxHeaderBytes
-// stays as a hard cap far above it, since its refusal is plain text.
+// than maxBytes, with the API's error shape. net/http's own limit is set to
+// HeaderHardCap, above anything maxBytes may be, since its refusal is plain
+// text.
 func (h *handler) headerLimit(maxBytes int) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		n := 0
@@ -35,9 +35,8 @@ func (h *handler) headerLimit(maxBytes int) gin.HandlerFunc {
 // buckets idle for longer than idleAfter forgotten so that a scan from many
 // addresses cannot grow memory without bound.
 type clientLimiter struct {
-	rps     rate.Limit
-	burst   int
-	refused prometheus.Counter
+	rps   rate.Limit
+	burst int
 
 	mu      sync.Mutex
 	clients map[string]*bucket
@@ -51,14 +50,12 @@ type bucket struct {
 
 const idleAfter = time.Minute
 
-func newClientLimiter(rps float64, burst int, refused prometheus.Counter) *clientLimiter {
-	return &clientLimiter{rps: rate.Limit(rps), burst: burst, refused: refused, clients: map[string]*bucket{}}
+func newClientLimiter(rps float64, burst int) *clientLimiter {
+	return &clientLimiter{rps: rate.Limit(rps), burst: burst, clients: map[string]*bucket{}}
 }
 
-// allow takes a token for client, or says how long until one is free.
-func (l *clientLimiter) allow(client string, now time.Time) (bool, time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// bucket returns client's bucket, made full when new. l.mu must be held.
+func (l *clientLimiter) bucket(client string, now time.Time) *rate.Limiter {
 	l.calls++
 	if l.calls%4096 == 0 {
 		for k, b := range l.clients {
@@ -73,7 +70,14 @@ func (l *clientLimiter) allow(client string, now time.Time) (bool, time.Duration
 		l.clients[client] = b
 	}
 	b.seen = now
-	r := b.lim.ReserveN(now, 1)
+	return b.lim
+}
+
+// allow takes a token for client, or says how long until one is free.
+func (l *clientLimiter) allow(client string, now time.Time) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.bucket(client, now).ReserveN(now, 1)
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)
 		return false, d
@@ -81,17 +85,44 @@ func (l *clientLimiter) allow(client string, now time.Time) (bool, time.Duration
 	return true, 0
 }
 
+// wait says how long until client has a token, without taking one: 0 when
+// it has one now.
+func (l *clientLimiter) wait(client string, now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.clients[client]; !ok {
+		return 0
+	}
+	lim := l.bucket(client, now)
+	if tokens := lim.TokensAt(now); tokens < 1 {
+		return time.Duration((1 - tokens) / float64(l.rps) * float64(time.Second))
+	}
+	return 0
+}
+
+// take spends one of client's tokens (it may go below zero).
+func (l *clientLimiter) take(client string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.bucket(client, now).AllowN(now, 1)
+}
+
 // rateLimit answers 429 with Retry-After once a client address exceeds
 // RATE_LIMIT_RPS (with bursts of RATE_LIMIT_BURST), and counts it.
 func (h *handler) rateLimit(l *clientLimiter) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		ok, wait := l.allow(c.ClientIP(), time.Now())
-		if !ok {
-			l.refused.Inc()
-			c.Header("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-			h.respond(c, &Error{Code: CodeRateLimited, Message: "too many requests from this address; retry after the time in Retry-After"})
+		if ok, wait := l.allow(c.ClientIP(), time.Now()); !ok {
+			h.refuse(c, wait, "too many requests from this address; retry after the time in Retry-After")
 			return
 		}
 		c.Next()
 	}
+}
+
+// refuse answers 429 with a Retry-After of wait, rounded up to a second,
+// and counts it in dubebox_http_rate_limited_total.
+func (h *handler) refuse(c *gin.Context, wait time.Duration, msg string) {
+	h.metrics.RateLimited.Inc()
+	c.Header("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
+	h.respond(c, &Error{Code: CodeRateLimited, Message: msg})
 }

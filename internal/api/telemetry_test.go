@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dubebox/dubebox/internal/redistest"
+	"github.com/dubebox/dubebox/internal/servicetest"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"go.opentelemetry.io/otel/attribute"
@@ -306,12 +307,42 @@ func TestRedisTrouble(t *testing.T) {
 		t.Parallel()
 		srv := redistest.Start(t, "--maxmemory", "1", "--maxmemory-policy", "noeviction")
 		e := newEnv(t, srv.Addr)
-		w := e.do(t, "PUT", "/v1/kv/k", `{"value":"v"}`)
-		if w.Code != http.StatusInsufficientStorage || errorCode(t, w) != "insufficient_storage" {
-			t.Errorf("PUT with Redis full: %d %s", w.Code, w.Body.String())
+		for _, wr := range servicetest.Writes {
+			w := e.do(t, wr.Method, wr.Path, wr.Body)
+			if w.Code != wr.FullStatus {
+				t.Errorf("%s %s with Redis full: %d %s, want %d", wr.Method, wr.Path, w.Code, w.Body.String(), wr.FullStatus)
+			}
+			if wr.FullStatus == http.StatusInsufficientStorage && w.Code == wr.FullStatus && errorCode(t, w) != "insufficient_storage" {
+				t.Errorf("%s %s: code %s", wr.Method, wr.Path, errorCode(t, w))
+			}
 		}
 		if w := e.do(t, "GET", "/v1/kv/k", ""); w.Code != http.StatusNotFound {
 			t.Errorf("GET with Redis full: %d, want reads to keep working", w.Code)
+		}
+	})
+
+	t.Run("one failed request is one line", func(t *testing.T) {
+		t.Parallel()
+		srv := redistest.Start(t)
+		e := newEnv(t, srv.Addr)
+		srv.Kill()
+		w := e.do(t, "PUT", "/v1/hash/k", `{"fields":{"f":"v"}}`)
+		if w.Code != http.StatusServiceUnavailable {
+			t.Fatalf("PUT with Redis gone: %d %s", w.Code, w.Body.String())
+		}
+		var loud []string
+		for _, l := range e.logs.All() {
+			if l.Level >= zapcore.WarnLevel {
+				loud = append(loud, l.Message)
+			}
+		}
+		if len(loud) != 1 || loud[0] != "request failed" {
+			t.Fatalf("want one line at warn or above, got %q", loud)
+		}
+		l := e.logs.FilterMessage("request failed").All()[0]
+		ctx := l.ContextMap()
+		if l.Level != zapcore.WarnLevel || ctx["request_id"] != w.Header().Get("X-Request-ID") || ctx["trace_id"] == nil || ctx["route"] != "/v1/hash/:key" {
+			t.Errorf("the line lacks its level, request id, trace id or route: %v %v", l.Level, ctx)
 		}
 	})
 

@@ -2,6 +2,21 @@
 // documented defaults and validates every value once at start-up, so that a
 // bad setting stops the process with a message naming the variable instead of
 // failing later under traffic.
+//
+// Every setting is one tagged field of Config or of a package's config that
+// Config holds (api.Config, store.Config, observability.TracingConfig):
+//
+//	env:"NAME"        the variable (read by github.com/caarlos0/env)
+//	envDefault:"..."  its default
+//	secret:"true"     masked in the log; secret:"url" logs the URL redacted
+//	valid:"..."       what Load accepts: "lo..hi" or "lo.." for numbers,
+//	                  "positive" or "optional" (zero allowed) for durations,
+//	                  "addr" (host:port), "oneof=a|b" (case-insensitive),
+//	                  "level" (debug to error); ",optional" lets "" through
+//	log:"-"           not logged on its own: folded into another setting
+//
+// So adding a setting is adding a field, and the start-up log, the defaults
+// and the list of variables (Vars) are all read from the same tags.
 package config
 
 import (
@@ -10,56 +25,83 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/caarlos0/env/v11"
+	"github.com/dubebox/dubebox/internal/api"
+	"github.com/dubebox/dubebox/internal/store"
+	"github.com/dubebox/dubebox/observability"
 	"go.uber.org/zap/zapcore"
 )
 
-// Config is every setting the service reads. It is built once by Load and
-// then passed by value to the constructors that need a part of it.
+// Config is every setting the service reads, grouped as the packages take
+// them. It is built once by Load and then passed by value.
 type Config struct {
-	HTTPAddr              string
-	HTTPReadHeaderTimeout time.Duration
-	HTTPReadTimeout       time.Duration
-	HTTPWriteTimeout      time.Duration
-	HTTPIdleTimeout       time.Duration
-	ShutdownTimeout       time.Duration
-	PprofAddr             string
+	HTTP    HTTP
+	Log     Log
+	Store   store.Config
+	API     api.Config
+	Tracing observability.TracingConfig
+
 	// GCPercent is the garbage collector's GOGC, -1 for off. The Go runtime
-	// reads GOGC itself; the service only changes the default (see Load).
-	GCPercent int
+	// reads GOGC itself; the service only changes the default (see
+	// DefaultGCPercent).
+	GCPercent GCPercent `env:"GOGC" envDefault:"200"`
 
-	RedisAddr        string
-	RedisUsername    string
-	RedisPassword    string
-	RedisDB          int
-	RedisTLS         bool
-	RedisTimeout     time.Duration
-	RedisPoolSize    int
-	RedisPoolTimeout time.Duration
-	redisURL         *url.URL
+	// The OTLP exporters read their endpoints themselves; Load only needs
+	// to know whether one is set, to pick the exporter's default.
+	OTLPEndpoint       string `env:"OTEL_EXPORTER_OTLP_ENDPOINT"`
+	OTLPTracesEndpoint string `env:"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"`
 
-	KeyPrefix      string
-	MaxKeyBytes    int
-	MaxValueBytes  int
-	MaxHeaderBytes int
-	APIToken       string
-	APIReadToken   string
-	RateLimitRPS   float64
-	RateLimitBurst int
+	// The original Flask tutorial's variables, used when neither REDIS_URL
+	// nor REDIS_ADDR is set; logged as the REDIS_ADDR they make.
+	RedisHost string `env:"REDIS_HOST" envDefault:"localhost" log:"-"`
+	RedisPort int    `env:"REDIS_PORT" envDefault:"6379" valid:"1..65535" log:"-"`
+}
 
-	LogLevel  zapcore.Level
-	LogFormat string
+// HTTP is the server's own settings.
+type HTTP struct {
+	ListenAddr        string        `env:"HTTP_ADDR" envDefault:":5000" valid:"addr"`
+	ReadHeaderTimeout time.Duration `env:"HTTP_READ_HEADER_TIMEOUT" envDefault:"5s" valid:"positive"`
+	ReadTimeout       time.Duration `env:"HTTP_READ_TIMEOUT" envDefault:"30s" valid:"positive"`
+	WriteTimeout      time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"30s" valid:"positive"`
+	IdleTimeout       time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"120s" valid:"positive"`
+	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s" valid:"positive"`
+	PprofAddr         string        `env:"PPROF_ADDR" valid:"addr,optional"`
+}
 
-	ServiceName   string
-	TraceExporter string
-	OTLPEndpoint  string
-	OTLPProtocol  string
-	// SpanBatchSize is how many spans go in one export: the standard
-	// OTEL_BSP_MAX_EXPORT_BATCH_SIZE, with a default of the service's own.
-	SpanBatchSize int
+// Log is where and how the service logs.
+type Log struct {
+	Level  zapcore.Level `env:"LOG_LEVEL" envDefault:"info" valid:"level"`
+	Format string        `env:"LOG_FORMAT" envDefault:"json" valid:"oneof=json|console"`
+}
+
+// DefaultGCPercent is GOGC when the environment does not set it. At Go's
+// default of 100 the collector ran about 75 times a second under the
+// benchmark's load, as the live heap is only a few MiB, and took a tenth of
+// the server's CPU; at 200 the server spends about 12% less CPU per request
+// and its peak RSS stays under 50 MiB (bench/results.md).
+const DefaultGCPercent = 200
+
+// GCPercent is GOGC: a percentage of at least 1, or "off" (-1).
+type GCPercent int
+
+// UnmarshalText reads GOGC as the runtime accepts it.
+func (g *GCPercent) UnmarshalText(b []byte) error {
+	if string(b) == "off" {
+		*g = -1
+		return nil
+	}
+	n, err := strconv.Atoi(string(b))
+	if err != nil || n < 1 || n > 1<<20 {
+		return errors.New("want a whole number from 1 to 1048576, or off")
+	}
+	*g = GCPercent(n)
+	return nil
 }
 
 // Error reports a setting that cannot be used. Its message always starts
@@ -77,300 +119,316 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s=%q: %s", e.Var, e.Value, e.Reason)
 }
 
-// Load reads the configuration through getenv (os.Getenv in production, a map
-// in tests). It returns the first invalid setting as an *Error.
-func Load(getenv func(string) string) (Config, error) {
-	r := reader{getenv: getenv}
-	c := Config{
-		HTTPAddr:              r.addr("HTTP_ADDR", ":5000"),
-		HTTPReadHeaderTimeout: r.duration("HTTP_READ_HEADER_TIMEOUT", 5*time.Second),
-		HTTPReadTimeout:       r.duration("HTTP_READ_TIMEOUT", 30*time.Second),
-		HTTPWriteTimeout:      r.duration("HTTP_WRITE_TIMEOUT", 30*time.Second),
-		HTTPIdleTimeout:       r.duration("HTTP_IDLE_TIMEOUT", 120*time.Second),
-		ShutdownTimeout:       r.duration("SHUTDOWN_TIMEOUT", 10*time.Second),
-		PprofAddr:             r.optionalAddr("PPROF_ADDR"),
-		GCPercent:             r.gcPercent(),
-		RedisTimeout:          r.duration("REDIS_TIMEOUT", 500*time.Millisecond),
-		RedisPoolSize:         r.integer("REDIS_POOL_SIZE", 0, 0, 100000),
-		RedisPoolTimeout:      r.duration("REDIS_POOL_TIMEOUT", 0),
-		KeyPrefix:             r.str("KEY_PREFIX", "dubebox:"),
-		MaxKeyBytes:           r.integer("MAX_KEY_BYTES", 512, 1, 1<<20),
-		MaxValueBytes:         r.integer("MAX_VALUE_BYTES", 1<<20, 1, 512<<20),
-		MaxHeaderBytes:        r.integer("MAX_HEADER_BYTES", 16<<10, 1<<10, 1<<20),
-		APIToken:              getenv("API_TOKEN"),
-		APIReadToken:          getenv("API_READ_TOKEN"),
-		RateLimitRPS:          r.float("RATE_LIMIT_RPS", 0),
-		LogLevel:              r.level("LOG_LEVEL"),
-		LogFormat:             r.oneOf("LOG_FORMAT", "json", "json", "console"),
-		ServiceName:           r.str("OTEL_SERVICE_NAME", "dubebox"),
-		OTLPEndpoint:          firstSet(getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), getenv("OTEL_EXPORTER_OTLP_ENDPOINT")),
-		OTLPProtocol: r.oneOf("OTEL_EXPORTER_OTLP_PROTOCOL",
-			"http/protobuf", "http/protobuf", "grpc"),
-		// The SDK's default is 512. Marshalling that many spans is one burst
-		// of CPU that requests queue behind: under the benchmark's open-loop
-		// load at half the maximum, batches of 128 cut the p99 from 8-12 ms
-		// to 6-7 ms at the same throughput (bench/results.md). The SDK queues
-		// at most 2048 spans.
-		SpanBatchSize: r.integer("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 128, 1, 2048),
-	}
-	if c.RedisPoolTimeout == 0 {
-		// go-redis waits ReadTimeout+1s for a pooled connection by default;
-		// tying it to REDIS_TIMEOUT keeps the bound a user configured.
-		c.RedisPoolTimeout = c.RedisTimeout
-	}
-	r.redis(&c)
-	c.RateLimitBurst = r.integer("RATE_LIMIT_BURST", max(1, int(math.Ceil(c.RateLimitRPS))), 1, 1<<20)
-	if c.APIReadToken != "" && c.APIToken == "" {
-		r.fail("API_READ_TOKEN", "", "needs API_TOKEN too: with only a read token nobody could write")
-	}
-	if c.APIReadToken != "" && c.APIReadToken == c.APIToken {
-		r.fail("API_READ_TOKEN", "", "must differ from API_TOKEN")
-	}
-	c.TraceExporter = r.oneOf("OTEL_TRACES_EXPORTER", defaultExporter(c.OTLPEndpoint), "otlp", "console", "none")
-	if c.TraceExporter == "otlp" && c.OTLPEndpoint == "" {
-		r.fail("OTEL_TRACES_EXPORTER", "otlp", "needs OTEL_EXPORTER_OTLP_ENDPOINT")
-	}
-	if r.err != nil {
-		return Config{}, r.err
-	}
-	return c, nil
-}
-
-func defaultExporter(endpoint string) string {
-	if endpoint != "" {
-		return "otlp"
-	}
-	return "none"
-}
-
-func firstSet(vals ...string) string {
-	for _, v := range vals {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
-}
-
-// redis fills the connection settings. REDIS_URL wins when set; otherwise
-// REDIS_ADDR, and when that is unset too the seed's REDIS_HOST and
-// REDIS_PORT, so that the Flask tutorial's Compose file keeps working.
-func (r *reader) redis(c *Config) {
-	c.RedisPassword = r.getenv("REDIS_PASSWORD")
-	c.RedisUsername = r.getenv("REDIS_USERNAME")
-	c.RedisDB = r.integer("REDIS_DB", 0, 0, 1<<16)
-	if raw := r.getenv("REDIS_URL"); raw != "" {
-		r.redisURL(c, raw)
-		return
-	}
-	if addr := r.getenv("REDIS_ADDR"); addr != "" {
-		c.RedisAddr = r.addr("REDIS_ADDR", "")
-		return
-	}
-	host := r.str("REDIS_HOST", "localhost")
-	port := r.integer("REDIS_PORT", 6379, 1, 65535)
-	c.RedisAddr = net.JoinHostPort(host, strconv.Itoa(port))
-}
-
-func (r *reader) redisURL(c *Config, raw string) {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
-		// The raw value may hold a password, so it is not echoed back.
-		r.fail("REDIS_URL", "", "want redis://[user:password@]host:port[/db] or rediss://...")
-		return
-	}
-	c.redisURL = u
-	c.RedisTLS = u.Scheme == "rediss"
-	c.RedisAddr = u.Host
-	if u.Port() == "" {
-		c.RedisAddr = net.JoinHostPort(u.Hostname(), "6379")
-	}
-	if u.User != nil {
-		if name := u.User.Username(); name != "" {
-			c.RedisUsername = name
-		}
-		if pw, ok := u.User.Password(); ok {
-			c.RedisPassword = pw
-		}
-	}
-	if db := strings.Trim(u.Path, "/"); db != "" {
-		n, err := strconv.Atoi(db)
-		if err != nil || n < 0 {
-			r.fail("REDIS_URL", "", "the path must be a database number")
-			return
-		}
-		c.RedisDB = n
-	}
-}
-
-// Fields returns the effective configuration for the start-up log line, with
-// the password, the token and the URL's credentials masked.
-func (c Config) Fields() map[string]any {
-	redisURL := ""
-	if c.redisURL != nil {
-		redisURL = c.redisURL.Redacted()
-	}
-	return map[string]any{
-		"HTTP_ADDR":                      c.HTTPAddr,
-		"HTTP_READ_HEADER_TIMEOUT":       c.HTTPReadHeaderTimeout.String(),
-		"HTTP_READ_TIMEOUT":              c.HTTPReadTimeout.String(),
-		"HTTP_WRITE_TIMEOUT":             c.HTTPWriteTimeout.String(),
-		"HTTP_IDLE_TIMEOUT":              c.HTTPIdleTimeout.String(),
-		"SHUTDOWN_TIMEOUT":               c.ShutdownTimeout.String(),
-		"PPROF_ADDR":                     c.PprofAddr,
-		"GOGC":                           c.GCPercent,
-		"REDIS_ADDR":                     c.RedisAddr,
-		"REDIS_URL":                      redisURL,
-		"REDIS_USERNAME":                 c.RedisUsername,
-		"REDIS_PASSWORD":                 mask(c.RedisPassword),
-		"REDIS_DB":                       c.RedisDB,
-		"REDIS_TLS":                      c.RedisTLS,
-		"REDIS_TIMEOUT":                  c.RedisTimeout.String(),
-		"REDIS_POOL_SIZE":                c.RedisPoolSize,
-		"REDIS_POOL_TIMEOUT":             c.RedisPoolTimeout.String(),
-		"KEY_PREFIX":                     c.KeyPrefix,
-		"MAX_KEY_BYTES":                  c.MaxKeyBytes,
-		"MAX_VALUE_BYTES":                c.MaxValueBytes,
-		"MAX_HEADER_BYTES":               c.MaxHeaderBytes,
-		"API_TOKEN":                      mask(c.APIToken),
-		"API_READ_TOKEN":                 mask(c.APIReadToken),
-		"RATE_LIMIT_RPS":                 c.RateLimitRPS,
-		"RATE_LIMIT_BURST":               c.RateLimitBurst,
-		"LOG_LEVEL":                      c.LogLevel.String(),
-		"LOG_FORMAT":                     c.LogFormat,
-		"OTEL_SERVICE_NAME":              c.ServiceName,
-		"OTEL_TRACES_EXPORTER":           c.TraceExporter,
-		"OTEL_EXPORTER_OTLP_ENDPOINT":    c.OTLPEndpoint,
-		"OTEL_EXPORTER_OTLP_PROTOCOL":    c.OTLPProtocol,
-		"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": c.SpanBatchSize,
-	}
-}
-
-func mask(secret string) string {
-	if secret == "" {
-		return ""
-	}
-	return "********"
-}
-
-// reader collects the first error so that Load reads like a list of settings.
-type reader struct {
-	getenv func(string) string
-	err    error
-}
-
-func (r *reader) fail(name, value, reason string) {
-	if r.err == nil {
-		r.err = &Error{Var: name, Value: value, Reason: reason}
-	}
-}
-
-func (r *reader) str(name, def string) string {
-	if v := r.getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
-func (r *reader) oneOf(name, def string, allowed ...string) string {
-	v := strings.ToLower(r.str(name, def))
-	for _, a := range allowed {
-		if v == a {
-			return v
-		}
-	}
-	r.fail(name, v, "want one of "+strings.Join(allowed, ", "))
-	return def
-}
-
-func (r *reader) integer(name string, def, minimum, maximum int) int {
-	v := r.getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < minimum || n > maximum {
-		r.fail(name, v, fmt.Sprintf("want a whole number from %d to %d", minimum, maximum))
-		return def
-	}
-	return n
-}
-
-// DefaultGCPercent is GOGC when the environment does not set it. At Go's
-// default of 100 the collector ran about 75 times a second under the
-// benchmark's load, as the live heap is only a few MiB, and took a tenth of
-// the server's CPU; at 200 the server spends about 12% less CPU per request
-// and its peak RSS stays under 50 MiB (bench/results.md).
-const DefaultGCPercent = 200
-
-// gcPercent reads GOGC: a percentage of at least 1, or "off" as the runtime
-// accepts it.
-func (r *reader) gcPercent() int {
-	if r.getenv("GOGC") == "off" {
-		return -1
-	}
-	return r.integer("GOGC", DefaultGCPercent, 1, 1<<20)
-}
-
-func (r *reader) float(name string, def float64) float64 {
-	v := r.getenv(name)
-	if v == "" {
-		return def
-	}
-	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
-		r.fail(name, v, "want a number of requests per second, 0 for no limit")
-		return def
-	}
-	return f
-}
-
-func (r *reader) duration(name string, def time.Duration) time.Duration {
-	v := r.getenv(name)
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 || d > time.Duration(math.MaxInt32)*time.Second {
-		r.fail(name, v, "want a positive Go duration such as 500ms or 10s")
-		return def
-	}
-	return d
-}
-
-func (r *reader) addr(name, def string) string {
-	v := r.str(name, def)
-	if _, port, err := net.SplitHostPort(v); err != nil || !validPort(port) {
-		r.fail(name, v, "want host:port (the host may be empty, as in :5000)")
-	}
-	return v
-}
-
-func (r *reader) optionalAddr(name string) string {
-	if r.getenv(name) == "" {
-		return ""
-	}
-	return r.addr(name, "")
-}
-
-func validPort(p string) bool {
-	n, err := strconv.Atoi(p)
-	return err == nil && n >= 0 && n <= 65535
-}
-
-func (r *reader) level(name string) zapcore.Level {
-	v := r.str(name, "info")
-	lvl, err := zapcore.ParseLevel(v)
-	if err != nil || lvl < zapcore.DebugLevel || lvl > zapcore.ErrorLevel {
-		r.fail(name, v, "want debug, info, warn or error")
-		return zapcore.InfoLevel
-	}
-	return lvl
-}
-
 // IsConfigError reports whether err came from Load, so that main can exit
 // with the usage status 2 instead of the runtime failure status 1.
 func IsConfigError(err error) bool {
 	var ce *Error
 	return errors.As(err, &ce)
+}
+
+// Load reads the configuration through getenv (os.Getenv in production, a map
+// in tests), applies the defaults, validates every value and fills what is
+// derived from other settings. It returns the first invalid setting as an
+// *Error.
+func Load(getenv func(string) string) (Config, error) {
+	var c Config
+	settings := walk(&c)
+	environ := map[string]string{}
+	for _, s := range settings {
+		if v := getenv(s.name); v != "" {
+			environ[s.name] = v
+		}
+	}
+	if err := env.ParseWithOptions(&c, env.Options{Environment: environ}); err != nil {
+		return Config{}, parseError(err, settings, environ)
+	}
+	for _, s := range walk(&c) {
+		if reason := s.check(); reason != "" {
+			return Config{}, s.fail(reason)
+		}
+	}
+	if err := c.resolve(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// Default is the configuration with every variable unset: the defaults,
+// for tests and tools that build the service's pieces themselves.
+func Default() Config {
+	c, err := Load(func(string) string { return "" })
+	if err != nil {
+		panic("config: the defaults do not validate: " + err.Error())
+	}
+	return c
+}
+
+// resolve fills the settings that follow from others and checks the rules
+// that span several variables.
+func (c *Config) resolve() error {
+	if c.Store.URL != "" {
+		if err := c.applyRedisURL(); err != nil {
+			return err
+		}
+	} else if c.Store.Addr == "" {
+		c.Store.Addr = net.JoinHostPort(c.RedisHost, strconv.Itoa(c.RedisPort))
+	}
+	c.Store.Resolve()
+	c.API.Resolve()
+	if c.API.RateLimitRPS > 0 && c.API.RateLimitBurst < 1 {
+		return &Error{Var: "RATE_LIMIT_BURST", Value: strconv.Itoa(c.API.RateLimitBurst), Reason: "must be at least 1 while RATE_LIMIT_RPS is set"}
+	}
+	switch {
+	case c.API.APIReadToken != "" && c.API.APIToken == "":
+		return &Error{Var: "API_READ_TOKEN", Reason: "needs API_TOKEN too: with only a read token nobody could write"}
+	case c.API.APIReadToken != "" && c.API.APIReadToken == c.API.APIToken:
+		return &Error{Var: "API_READ_TOKEN", Reason: "must differ from API_TOKEN"}
+	}
+	endpoint := c.OTLPTracesEndpoint != "" || c.OTLPEndpoint != ""
+	switch {
+	case c.Tracing.Exporter == "" && endpoint:
+		c.Tracing.Exporter = "otlp"
+	case c.Tracing.Exporter == "":
+		c.Tracing.Exporter = "none"
+	case c.Tracing.Exporter == "otlp" && !endpoint:
+		return &Error{Var: "OTEL_TRACES_EXPORTER", Value: "otlp", Reason: "needs OTEL_EXPORTER_OTLP_ENDPOINT"}
+	}
+	return nil
+}
+
+// applyRedisURL takes the address, credentials, database and TLS from
+// REDIS_URL. The raw value may hold a password, so it is never echoed back.
+func (c *Config) applyRedisURL() error {
+	u, err := url.Parse(c.Store.URL)
+	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+		return &Error{Var: "REDIS_URL", Reason: "want redis://[user:password@]host:port[/db] or rediss://..."}
+	}
+	c.Store.TLS = u.Scheme == "rediss"
+	c.Store.Addr = u.Host
+	if u.Port() == "" {
+		c.Store.Addr = net.JoinHostPort(u.Hostname(), "6379")
+	}
+	if u.User != nil {
+		if name := u.User.Username(); name != "" {
+			c.Store.Username = name
+		}
+		if pw, ok := u.User.Password(); ok {
+			c.Store.Password = pw
+		}
+	}
+	if db := strings.Trim(u.Path, "/"); db != "" {
+		n, err := strconv.Atoi(db)
+		if err != nil || n < 0 {
+			return &Error{Var: "REDIS_URL", Reason: "the path must be a database number"}
+		}
+		c.Store.DB = n
+	}
+	return nil
+}
+
+// Fields returns the configuration in force for the start-up log line, one
+// entry per variable, with secrets masked and REDIS_URL's credentials
+// redacted.
+func (c Config) Fields() map[string]any {
+	out := map[string]any{}
+	for _, s := range walk(&c) {
+		if s.log {
+			out[s.name] = s.logValue()
+		}
+	}
+	return out
+}
+
+// Var describes one environment variable the service reads.
+type Var struct {
+	Name    string
+	Default string
+	Secret  bool
+}
+
+// Vars lists every variable the service reads, once each, in the order of
+// Config: what deployment templates and their tests check against.
+func Vars() []Var {
+	var out []Var
+	seen := map[string]bool{}
+	for _, s := range walk(&Config{}) {
+		if !seen[s.name] {
+			seen[s.name] = true
+			out = append(out, Var{Name: s.name, Default: s.def, Secret: s.secret != ""})
+		}
+	}
+	return out
+}
+
+// setting is one tagged field of a Config, found by walk.
+type setting struct {
+	field  string // the Go field's name, which env's errors report
+	name   string
+	def    string
+	secret string
+	valid  string
+	log    bool
+	value  reflect.Value
+}
+
+// walk lists the tagged fields of c and of the structs it holds.
+func walk(c *Config) []setting {
+	var out []setting
+	var visit func(v reflect.Value)
+	visit = func(v reflect.Value) {
+		t := v.Type()
+		for i := range t.NumField() {
+			f, fv := t.Field(i), v.Field(i)
+			name := f.Tag.Get("env")
+			if name == "" {
+				if f.Type.Kind() == reflect.Struct && f.IsExported() {
+					visit(fv)
+				}
+				continue
+			}
+			def, _ := f.Tag.Lookup("envDefault")
+			out = append(out, setting{
+				field: f.Name, name: name, def: def,
+				secret: f.Tag.Get("secret"), valid: f.Tag.Get("valid"),
+				log: f.Tag.Get("log") != "-", value: fv,
+			})
+		}
+	}
+	visit(reflect.ValueOf(c).Elem())
+	return out
+}
+
+func (s setting) fail(reason string) *Error {
+	e := &Error{Var: s.name, Reason: reason}
+	if s.secret == "" {
+		e.Value = fmt.Sprint(s.logValue())
+	}
+	return e
+}
+
+func (s setting) logValue() any {
+	v := s.value.Interface()
+	switch {
+	case s.secret == "url" && s.value.String() != "":
+		if u, err := url.Parse(s.value.String()); err == nil {
+			return u.Redacted()
+		}
+		return "********"
+	case s.secret != "":
+		if s.value.IsZero() {
+			return ""
+		}
+		return "********"
+	}
+	if str, ok := v.(fmt.Stringer); ok {
+		return str.String()
+	}
+	return v
+}
+
+// check validates the parsed value against the field's valid tag and says
+// what is wrong, or "" when it is fine.
+func (s setting) check() string {
+	rule, optional := strings.CutSuffix(s.valid, ",optional")
+	v := s.value
+	switch {
+	case rule == "":
+		return ""
+	case rule == "addr":
+		if optional && v.String() == "" {
+			return ""
+		}
+		if _, port, err := net.SplitHostPort(v.String()); err != nil || !validPort(port) {
+			return "want host:port (the host may be empty, as in :5000)"
+		}
+	case strings.HasPrefix(rule, "oneof="):
+		allowed := strings.Split(strings.TrimPrefix(rule, "oneof="), "|")
+		got := strings.ToLower(v.String())
+		v.SetString(got)
+		if (optional && got == "") || slices.Contains(allowed, got) {
+			return ""
+		}
+		return "want one of " + strings.Join(allowed, ", ")
+	case rule == "level":
+		if l, _ := v.Interface().(zapcore.Level); l < zapcore.DebugLevel || l > zapcore.ErrorLevel {
+			return "want debug, info, warn or error"
+		}
+	case rule == "positive" || rule == "optional":
+		d := time.Duration(v.Int())
+		if d < 0 || (d == 0 && rule == "positive") || d > time.Duration(math.MaxInt32)*time.Second {
+			return "want a positive Go duration such as 500ms or 10s"
+		}
+	case strings.Contains(rule, ".."):
+		return checkRange(v, rule)
+	}
+	return ""
+}
+
+// checkRange checks a number against "lo..hi" or "lo..".
+func checkRange(v reflect.Value, rule string) string {
+	lo, hi, _ := strings.Cut(rule, "..")
+	switch v.Kind() {
+	case reflect.Float64:
+		f, min := v.Float(), mustFloat(lo)
+		if math.IsNaN(f) || math.IsInf(f, 0) || f < min || (hi != "" && f > mustFloat(hi)) {
+			return "want a number of at least " + lo + ", 0 for off"
+		}
+	default:
+		n := v.Int()
+		if n < int64(mustFloat(lo)) || (hi != "" && n > int64(mustFloat(hi))) {
+			return fmt.Sprintf("want a whole number from %s to %s", lo, hi)
+		}
+	}
+	return ""
+}
+
+func mustFloat(s string) float64 {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		panic("config: bad bound in a valid tag: " + s)
+	}
+	return f
+}
+
+// parseError names the variable behind the first value env could not parse.
+func parseError(err error, settings []setting, environ map[string]string) error {
+	var pe env.ParseError
+	if !errors.As(err, &pe) {
+		return &Error{Var: "environment", Reason: err.Error()}
+	}
+	for _, s := range settings {
+		if s.field != pe.Name {
+			continue
+		}
+		e := &Error{Var: s.name, Reason: parseReason(s, pe)}
+		if s.secret == "" {
+			e.Value = environ[s.name]
+		}
+		return e
+	}
+	return &Error{Var: pe.Name, Reason: pe.Err.Error()}
+}
+
+func parseReason(s setting, pe env.ParseError) string {
+	switch {
+	case pe.Type == reflect.TypeFor[time.Duration]():
+		return "want a positive Go duration such as 500ms or 10s"
+	case pe.Type == reflect.TypeFor[zapcore.Level]():
+		return "want debug, info, warn or error"
+	case pe.Type == reflect.TypeFor[GCPercent]():
+		return pe.Err.Error()
+	case pe.Type.Kind() == reflect.Bool:
+		return "want true or false"
+	case pe.Type.Kind() == reflect.Float64:
+		return "want a number, 0 for off"
+	case pe.Type.Kind() == reflect.Int:
+		lo, hi, _ := strings.Cut(s.valid, "..")
+		return fmt.Sprintf("want a whole number from %s to %s", lo, hi)
+	}
+	return pe.Err.Error()
+}
+
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 0 && n <= 65535
 }

@@ -1,6 +1,8 @@
 package config_test
 
 import (
+	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -24,26 +26,27 @@ func TestDefaults(t *testing.T) {
 		got  any
 		want any
 	}{
-		{"HTTP_ADDR", c.HTTPAddr, ":5000"},
-		{"REDIS_ADDR", c.RedisAddr, "localhost:6379"},
-		{"REDIS_TIMEOUT", c.RedisTimeout, 500 * time.Millisecond},
-		{"REDIS_POOL_TIMEOUT", c.RedisPoolTimeout, 500 * time.Millisecond},
-		{"KEY_PREFIX", c.KeyPrefix, "dubebox:"},
-		{"MAX_KEY_BYTES", c.MaxKeyBytes, 512},
-		{"MAX_VALUE_BYTES", c.MaxValueBytes, 1048576},
-		{"LOG_LEVEL", c.LogLevel, zapcore.InfoLevel},
-		{"LOG_FORMAT", c.LogFormat, "json"},
-		{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout, 10 * time.Second},
-		{"OTEL_SERVICE_NAME", c.ServiceName, "dubebox"},
-		{"OTEL_TRACES_EXPORTER", c.TraceExporter, "none"},
-		{"API_TOKEN", c.APIToken, ""},
-		{"RATE_LIMIT_RPS", c.RateLimitRPS, 0.0},
-		{"RATE_LIMIT_BURST", c.RateLimitBurst, 1},
-		{"MAX_HEADER_BYTES", c.MaxHeaderBytes, 16384},
-		{"HTTP_READ_HEADER_TIMEOUT", c.HTTPReadHeaderTimeout, 5 * time.Second},
-		{"HTTP_WRITE_TIMEOUT", c.HTTPWriteTimeout, 30 * time.Second},
-		{"GOGC", c.GCPercent, 200},
-		{"OTEL_BSP_MAX_EXPORT_BATCH_SIZE", c.SpanBatchSize, 128},
+		{"HTTP_ADDR", c.HTTP.ListenAddr, ":5000"},
+		{"REDIS_ADDR", c.Store.Addr, "localhost:6379"},
+		{"REDIS_TIMEOUT", c.Store.Timeout, 500 * time.Millisecond},
+		{"REDIS_POOL_TIMEOUT", c.Store.PoolTimeout, 500 * time.Millisecond},
+		{"KEY_PREFIX", c.Store.KeyPrefix, "dubebox:"},
+		{"MAX_KEY_BYTES", c.API.MaxKeyBytes, 512},
+		{"MAX_VALUE_BYTES", c.API.MaxValueBytes, 1048576},
+		{"LOG_LEVEL", c.Log.Level, zapcore.InfoLevel},
+		{"LOG_FORMAT", c.Log.Format, "json"},
+		{"SHUTDOWN_TIMEOUT", c.HTTP.ShutdownTimeout, 10 * time.Second},
+		{"OTEL_SERVICE_NAME", c.Tracing.ServiceName, "dubebox"},
+		{"OTEL_TRACES_EXPORTER", c.Tracing.Exporter, "none"},
+		{"API_TOKEN", c.API.APIToken, ""},
+		{"RATE_LIMIT_RPS", c.API.RateLimitRPS, 0.0},
+		{"RATE_LIMIT_BURST", c.API.RateLimitBurst, 0},
+		{"REDIS_POOL_SIZE", c.Store.PoolSize, 10 * runtime.GOMAXPROCS(0)},
+		{"MAX_HEADER_BYTES", c.API.MaxHeaderBytes, 16384},
+		{"HTTP_READ_HEADER_TIMEOUT", c.HTTP.ReadHeaderTimeout, 5 * time.Second},
+		{"HTTP_WRITE_TIMEOUT", c.HTTP.WriteTimeout, 30 * time.Second},
+		{"GOGC", c.GCPercent, config.GCPercent(200)},
+		{"OTEL_BSP_MAX_EXPORT_BATCH_SIZE", c.Tracing.BatchSize, 128},
 	}
 	for _, tc := range tests {
 		if tc.got != tc.want {
@@ -78,8 +81,8 @@ func TestRedisAddress(t *testing.T) {
 			t.Errorf("%s: %v", tc.name, err)
 			continue
 		}
-		if c.RedisAddr != tc.addr || c.RedisUsername != tc.user || c.RedisPassword != tc.password || c.RedisDB != tc.db || c.RedisTLS != tc.tls {
-			t.Errorf("%s: got %s user=%q pw=%q db=%d tls=%v", tc.name, c.RedisAddr, c.RedisUsername, c.RedisPassword, c.RedisDB, c.RedisTLS)
+		if c.Store.Addr != tc.addr || c.Store.Username != tc.user || c.Store.Password != tc.password || c.Store.DB != tc.db || c.Store.TLS != tc.tls {
+			t.Errorf("%s: got %s user=%q pw=%q db=%d tls=%v", tc.name, c.Store.Addr, c.Store.Username, c.Store.Password, c.Store.DB, c.Store.TLS)
 		}
 	}
 }
@@ -116,7 +119,8 @@ func TestInvalid(t *testing.T) {
 		{"zero GOGC", map[string]string{"GOGC": "0"}, "GOGC"},
 		{"bad rate", map[string]string{"RATE_LIMIT_RPS": "fast"}, "RATE_LIMIT_RPS"},
 		{"negative rate", map[string]string{"RATE_LIMIT_RPS": "-1"}, "RATE_LIMIT_RPS"},
-		{"bad burst", map[string]string{"RATE_LIMIT_RPS": "5", "RATE_LIMIT_BURST": "0"}, "RATE_LIMIT_BURST"},
+		{"bad burst", map[string]string{"RATE_LIMIT_RPS": "5", "RATE_LIMIT_BURST": "-1"}, "RATE_LIMIT_BURST"},
+		{"bad tls", map[string]string{"REDIS_TLS": "maybe"}, "REDIS_TLS"},
 		{"read token alone", map[string]string{"API_READ_TOKEN": "r"}, "API_READ_TOKEN"},
 		{"read token same as token", map[string]string{"API_TOKEN": "t", "API_READ_TOKEN": "t"}, "API_READ_TOKEN"},
 		{"tiny header limit", map[string]string{"MAX_HEADER_BYTES": "10"}, "MAX_HEADER_BYTES"},
@@ -169,8 +173,8 @@ func TestRateLimitBurstDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.RateLimitRPS != 2.5 || c.RateLimitBurst != 3 {
-		t.Errorf("got %v req/s burst %d, want 2.5 and 3", c.RateLimitRPS, c.RateLimitBurst)
+	if c.API.RateLimitRPS != 2.5 || c.API.RateLimitBurst != 3 {
+		t.Errorf("got %v req/s burst %d, want 2.5 and 3", c.API.RateLimitRPS, c.API.RateLimitBurst)
 	}
 }
 
@@ -180,7 +184,81 @@ func TestOTLPExporterDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.TraceExporter != "otlp" || c.OTLPEndpoint != "http://jaeger:4318" {
-		t.Errorf("got exporter %q endpoint %q", c.TraceExporter, c.OTLPEndpoint)
+	if c.Tracing.Exporter != "otlp" || c.OTLPEndpoint != "http://jaeger:4318" {
+		t.Errorf("got exporter %q endpoint %q", c.Tracing.Exporter, c.OTLPEndpoint)
+	}
+}
+
+// TestLogShowsWhatIsInForce checks that the start-up log's values are the
+// ones the service runs with, not the raw variables: a pool size of 0 is
+// go-redis's 10 per CPU, a burst is 0 while the limit is off, and the pool
+// wait follows REDIS_TIMEOUT.
+func TestLogShowsWhatIsInForce(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		env  map[string]string
+		name string
+		want any
+	}{
+		{nil, "REDIS_POOL_SIZE", 10 * runtime.GOMAXPROCS(0)},
+		{map[string]string{"REDIS_POOL_SIZE": "7"}, "REDIS_POOL_SIZE", 7},
+		{nil, "RATE_LIMIT_BURST", 0},
+		{map[string]string{"RATE_LIMIT_BURST": "9"}, "RATE_LIMIT_BURST", 0},
+		{map[string]string{"RATE_LIMIT_RPS": "2.5"}, "RATE_LIMIT_BURST", 3},
+		{map[string]string{"REDIS_TIMEOUT": "2s"}, "REDIS_POOL_TIMEOUT", "2s"},
+		{map[string]string{"REDIS_HOST": "cache", "REDIS_PORT": "7000"}, "REDIS_ADDR", "cache:7000"},
+		{map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://j:4318"}, "OTEL_TRACES_EXPORTER", "otlp"},
+		{nil, "OTEL_TRACES_EXPORTER", "none"},
+		{map[string]string{"LOG_FORMAT": "CONSOLE"}, "LOG_FORMAT", "console"},
+		{nil, "GOGC", 200},
+		{map[string]string{"GOGC": "off"}, "GOGC", -1},
+	}
+	for _, tc := range tests {
+		c, err := config.Load(env(tc.env))
+		if err != nil {
+			t.Fatalf("%v: %v", tc.env, err)
+		}
+		got := c.Fields()[tc.name]
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%v: log shows %s=%v, want %v", tc.env, tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestVarsListEveryVariableOnce checks the single list of variables: every
+// variable Load reads is in it once, with its default and whether it is a
+// secret, and the log names the same variables (less those folded into
+// another).
+func TestVarsListEveryVariableOnce(t *testing.T) {
+	t.Parallel()
+	vars := config.Vars()
+	byName := map[string]config.Var{}
+	for _, v := range vars {
+		if _, dup := byName[v.Name]; dup {
+			t.Errorf("%s is listed twice", v.Name)
+		}
+		byName[v.Name] = v
+	}
+	for _, name := range []string{"HTTP_ADDR", "REDIS_ADDR", "REDIS_URL", "REDIS_PASSWORD", "API_TOKEN", "GOGC", "OTEL_SERVICE_NAME", "REDIS_HOST"} {
+		if _, ok := byName[name]; !ok {
+			t.Errorf("%s is not listed", name)
+		}
+	}
+	for _, name := range []string{"REDIS_PASSWORD", "API_TOKEN", "API_READ_TOKEN", "REDIS_URL"} {
+		if !byName[name].Secret {
+			t.Errorf("%s is not marked secret", name)
+		}
+	}
+	if d := byName["HTTP_ADDR"].Default; d != ":5000" {
+		t.Errorf("HTTP_ADDR default: %q", d)
+	}
+	fields := config.Default().Fields()
+	for name := range fields {
+		if _, ok := byName[name]; !ok {
+			t.Errorf("the log shows %s, which is not listed", name)
+		}
+	}
+	if len(fields) != len(vars)-2 { // REDIS_HOST and REDIS_PORT are logged as REDIS_ADDR
+		t.Errorf("the log shows %d variables, the list has %d", len(fields), len(vars))
 	}
 }

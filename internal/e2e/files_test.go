@@ -202,3 +202,35 @@ func TestGrafanaFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestMakeHelp checks that make help lists every Makefile target that has
+// a description (a "## " comment), whatever characters its name holds.
+func TestMakeHelp(t *testing.T) {
+	mk := servicetest.Need(t, "make", "install make (Debian: apt-get install -y make)")
+	top := servicetest.Root()
+	src, err := os.ReadFile(filepath.Join(top, "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(mk, "--no-print-directory", "help")
+	cmd.Dir = top
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			listed[f[0]] = true
+		}
+	}
+	described := regexp.MustCompile(`(?m)^([^\s:#=]+):[^=\n]*## `).FindAllStringSubmatch(string(src), -1)
+	if len(described) < 10 {
+		t.Fatalf("found only %d described targets in the Makefile", len(described))
+	}
+	for _, m := range described {
+		if !listed[m[1]] {
+			t.Errorf("make help leaves out %s", m[1])
+		}
+	}
+}

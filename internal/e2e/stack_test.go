@@ -387,7 +387,7 @@ func checkPanels(t *testing.T, promURL, dashDir string) {
 		}
 	}
 	t.Logf("dashboards checked: %d panels, %d queries, %d with data", panels, queries, withData)
-	fmt.Printf("e2e: %d panels, %d queries, %d with data\n", panels, queries, withData)
+	t.Logf("e2e: %d panels, %d queries, %d with data", panels, queries, withData)
 }
 
 func parseLabelValues(def string) (metric, label string, ok bool) {
@@ -452,5 +452,5 @@ func checkExemplars(t *testing.T, promURL, apiLog string, since time.Time) {
 		t.Errorf("Prometheus holds no exemplars for dubebox_http_request_duration_seconds")
 	}
 	t.Logf("exemplars: %d in Prometheus, %d matching trace ids of %d logged requests", total, matched, len(logged))
-	fmt.Printf("e2e: %d exemplars, %d with a logged trace id\n", total, matched)
+	t.Logf("e2e: %d exemplars, %d with a logged trace id", total, matched)
 }

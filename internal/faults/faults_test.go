@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dubebox/dubebox/internal/redistest"
+	"github.com/dubebox/dubebox/internal/servicetest"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -86,7 +88,7 @@ func TestRedisStalls(t *testing.T) {
 	if firstOK < 0 || firstOK > time.Second {
 		t.Errorf("first success %v after SIGCONT, want within 1s", firstOK)
 	}
-	fmt.Printf("faults: stall: SIGSTOP redis for %v under 8 workers; %d requests during it by status %v, worst %v (bound %v); /readyz %d during, %d after; first success %v after SIGCONT\n",
+	t.Logf("faults: stall: SIGSTOP redis for %v under 8 workers; %d requests during it by status %v, worst %v (bound %v); /readyz %d during, %d after; first success %v after SIGCONT",
 		contAt.Sub(stopAt).Round(time.Millisecond), len(during), counts, worst.Round(time.Millisecond), bound, readyDuring, readyAfter, firstOK.Round(time.Millisecond))
 }
 
@@ -150,7 +152,7 @@ func TestRedisDiesAndComesBack(t *testing.T) {
 	if acked == 0 {
 		t.Fatal("no write was acknowledged")
 	}
-	fmt.Printf("faults: kill -9: redis gone %v; %d requests meanwhile by status %v, worst %v; first success %v after restart; acknowledged writes checked %d, lost %d\n",
+	t.Logf("faults: kill -9: redis gone %v; %d requests meanwhile by status %v, worst %v; first success %v after restart; acknowledged writes checked %d, lost %d",
 		backAt.Sub(killAt).Round(time.Millisecond), len(gone), counts, worst.Round(time.Millisecond), recovered.Round(time.Millisecond), acked, lost)
 }
 
@@ -236,37 +238,43 @@ func TestPoolExhaustion(t *testing.T) {
 	if after > baseline+2 {
 		t.Errorf("goroutines %v after the flood, baseline %v", after, baseline)
 	}
-	fmt.Printf("faults: pool exhaustion: 200 concurrent GETs on a pool of 2 while Redis sleeps 800ms; by status %v, worst %v; pool timeouts %v; goroutines %v before, %v after\n",
+	t.Logf("faults: pool exhaustion: 200 concurrent GETs on a pool of 2 while Redis sleeps 800ms; by status %v, worst %v; pool timeouts %v; goroutines %v before, %v after",
 		counts, worst.Round(time.Millisecond), timeouts, baseline, after)
 }
 
-// TestRedisOutOfMemory runs Redis at a tiny maxmemory with noeviction.
+// TestRedisOutOfMemory runs Redis at a tiny maxmemory with noeviction and
+// drives every write route (servicetest.Writes, which the API's tests keep
+// complete): a write that adds data answers 507, deletes and TTL changes
+// on a missing key 404, never a 500; reads keep working.
 func TestRedisOutOfMemory(t *testing.T) {
 	rs := redistest.Start(t, "--maxmemory", "1", "--maxmemory-policy", "noeviction")
 	s := start(t, rs.Addr)
 	statuses := map[string]int{}
-	for i := range 20 {
-		req, _ := http.NewRequestWithContext(context.Background(), http.MethodPut, fmt.Sprintf("%s/v1/kv/k%d", s.base, i), strings.NewReader(`{"value":"v"}`))
+	for _, w := range servicetest.Writes {
+		var body io.Reader
+		if w.Body != "" {
+			body = strings.NewReader(w.Body)
+		}
+		req, _ := http.NewRequestWithContext(context.Background(), w.Method, s.base+w.Path, body)
 		resp, err := quick.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var body struct {
+		var got struct {
 			Error struct{ Code string } `json:"error"`
 		}
-		_ = json.NewDecoder(resp.Body).Decode(&body)
+		_ = json.NewDecoder(resp.Body).Decode(&got)
 		_ = resp.Body.Close()
-		statuses[fmt.Sprintf("PUT %d %s", resp.StatusCode, body.Error.Code)]++
-		if resp.StatusCode != 507 || body.Error.Code != "insufficient_storage" {
-			t.Errorf("PUT with Redis full: %d %s", resp.StatusCode, body.Error.Code)
-		}
-		code, _, _ := get(fmt.Sprintf("%s/v1/kv/k%d", s.base, i))
-		statuses[fmt.Sprintf("GET %d", code)]++
-		if code != 404 {
-			t.Errorf("GET with Redis full: %d, want reads to keep working", code)
+		statuses[fmt.Sprintf("%d %s", resp.StatusCode, got.Error.Code)]++
+		if resp.StatusCode != w.FullStatus || (w.FullStatus == 507 && got.Error.Code != "insufficient_storage") {
+			t.Errorf("%s %s with Redis full: %d %s, want %d", w.Method, w.Route, resp.StatusCode, got.Error.Code, w.FullStatus)
 		}
 	}
-	fmt.Printf("faults: out of memory: maxmemory 1 byte, noeviction; %v\n", statuses)
+	code, _, _ := get(s.base + "/v1/kv/k")
+	if code != 404 {
+		t.Errorf("GET with Redis full: %d, want reads to keep working", code)
+	}
+	t.Logf("faults: out of memory: maxmemory 1 byte, noeviction; %d write routes by status %v; GET %d", len(servicetest.Writes), statuses, code)
 }
 
 // TestGracefulShutdown sends SIGTERM while requests are in flight.
@@ -311,7 +319,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if exitErr != nil {
 		t.Errorf("exit after SIGTERM: %v, want status 0", exitErr)
 	}
-	fmt.Printf("faults: graceful shutdown: SIGTERM with %v requests in flight; %d requests sent before it, by status %v, worst %v; exit status ok=%v after %v; new connection refused=%v\n",
+	t.Logf("faults: graceful shutdown: SIGTERM with %v requests in flight; %d requests sent before it, by status %v, worst %v; exit status ok=%v after %v; new connection refused=%v",
 		inFlight, len(before), counts, worst.Round(time.Millisecond), exitErr == nil, exitAfter.Round(time.Millisecond), dialErr != nil)
 }
 
@@ -402,7 +410,7 @@ func TestSlowClients(t *testing.T) {
 	if worst > 500*time.Millisecond {
 		t.Errorf("other clients waited up to %v", worst)
 	}
-	fmt.Printf("faults: slow clients: header trickler cut after %v (read-header timeout 1s); non-reader's requests released (in flight %v); %d other requests served, worst %v\n",
+	t.Logf("faults: slow clients: header trickler cut after %v (read-header timeout 1s); non-reader's requests released (in flight %v); %d other requests served, worst %v",
 		cut.Round(time.Millisecond), inFlight, served, worst.Round(time.Millisecond))
 }
 

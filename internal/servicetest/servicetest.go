@@ -4,6 +4,7 @@
 package servicetest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -12,8 +13,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/dubebox/dubebox/internal/redistest"
 )
 
 // Root is the repository's top folder.
@@ -128,13 +133,29 @@ func Spawn(t testing.TB, name string, env []string, bin string, args ...string) 
 // FreeAddr is 127.0.0.1 and a port no one listens on.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	var lc net.ListenConfig
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	port, err := redistest.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+}
+
+// SyncBuffer is a log sink safe to read while a server writes to it.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // StartDubebox runs the built binary on a free port against redisAddr with
@@ -157,4 +178,32 @@ func StartHTTP(t testing.TB, name, bin, redisAddr string, env ...string) (*Proce
 		t.Fatal(err)
 	}
 	return p, base
+}
+
+// Write is one request to a write route, for the tests that drive every
+// write route: Route is the router's template, Path the request's path for
+// key "k" (field "f"), FullStatus what a full Redis (maxmemory reached,
+// noeviction) must answer on a key that does not exist yet.
+type Write struct {
+	Method, Route, Path, Body string
+	FullStatus                int
+}
+
+// Writes lists every write route. The API's tests fail when the router
+// serves a write route this list lacks, so a route added later cannot be
+// missed by the tests that use it. DELETE and TTL changes are writes Redis
+// still accepts when full (they free memory), so on a missing key they
+// answer 404.
+var Writes = []Write{
+	{"PUT", "/v1/kv/:key", "/v1/kv/k", `{"value":"v"}`, 507},
+	{"DELETE", "/v1/kv/:key", "/v1/kv/k", "", 404},
+	{"POST", "/v1/kv/:key/incr", "/v1/kv/k/incr", `{"by":2}`, 507},
+	{"PUT", "/v1/kv/:key/ttl", "/v1/kv/k/ttl", `{"ttl_seconds":60}`, 404},
+	{"DELETE", "/v1/kv/:key/ttl", "/v1/kv/k/ttl", "", 404},
+	{"PUT", "/v1/hash/:key", "/v1/hash/k", `{"fields":{"f":"v"},"ttl_seconds":60}`, 507},
+	{"DELETE", "/v1/hash/:key", "/v1/hash/k", "", 404},
+	{"PUT", "/v1/hash/:key/:field", "/v1/hash/k/f", `{"value":"v"}`, 507},
+	{"DELETE", "/v1/hash/:key/:field", "/v1/hash/k/f", "", 404},
+	{"POST", "/v1/hash/:key/:field/incr", "/v1/hash/k/f/incr", "", 507},
+	{"GET", "/set/:key/:value", "/set/k/v", "", 507},
 }

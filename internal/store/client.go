@@ -1,14 +1,67 @@
 package store
 
 import (
+	"crypto/tls"
+	"net"
+	"runtime"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
-// Tune sets the client options the store's promises rest on; run and the
-// tests both build their clients through it. timeout is REDIS_TIMEOUT.
+// Config is how the store reaches Redis and names its keys. Each field's
+// env tag is the variable that sets it; internal/config reads, defaults,
+// validates and logs them from these tags (see there for the tag syntax).
+type Config struct {
+	// Addr is the resolved host:port. Without REDIS_ADDR it comes from
+	// REDIS_URL, or from the original tutorial's REDIS_HOST and REDIS_PORT.
+	Addr string `env:"REDIS_ADDR" valid:"addr,optional"`
+	// URL is redis://[user:password@]host:port[/db] (rediss:// for TLS). It
+	// wins over REDIS_ADDR, REDIS_USERNAME, REDIS_PASSWORD and REDIS_DB.
+	URL         string        `env:"REDIS_URL" secret:"url"`
+	Username    string        `env:"REDIS_USERNAME"`
+	Password    string        `env:"REDIS_PASSWORD" secret:"true"`
+	DB          int           `env:"REDIS_DB" envDefault:"0" valid:"0..65536"`
+	TLS         bool          `env:"REDIS_TLS"`
+	Timeout     time.Duration `env:"REDIS_TIMEOUT" envDefault:"500ms" valid:"positive"`
+	PoolSize    int           `env:"REDIS_POOL_SIZE" envDefault:"0" valid:"0..100000"`
+	PoolTimeout time.Duration `env:"REDIS_POOL_TIMEOUT" envDefault:"0s" valid:"optional"`
+	KeyPrefix   string        `env:"KEY_PREFIX" envDefault:"dubebox:"`
+}
+
+// Resolve fills what is derived from other settings, so that the values
+// logged at start are the ones in force: a pool of 10 connections per CPU
+// (go-redis's own default), and a pool wait as long as REDIS_TIMEOUT
+// (go-redis would wait REDIS_TIMEOUT+1s).
+func (c *Config) Resolve() {
+	if c.PoolSize == 0 {
+		c.PoolSize = 10 * runtime.GOMAXPROCS(0)
+	}
+	if c.PoolTimeout == 0 {
+		c.PoolTimeout = c.Timeout
+	}
+}
+
+// Options returns the client options for c, tuned as Tune says.
+func (c Config) Options() *redis.UniversalOptions {
+	o := &redis.UniversalOptions{
+		Addrs:       []string{c.Addr},
+		Username:    c.Username,
+		Password:    c.Password,
+		DB:          c.DB,
+		PoolSize:    c.PoolSize,
+		PoolTimeout: c.PoolTimeout,
+	}
+	if c.TLS {
+		host, _, _ := net.SplitHostPort(c.Addr)
+		o.TLSConfig = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	}
+	return Tune(o, c.Timeout)
+}
+
+// Tune sets the client options the store's promises rest on; Options and
+// the tests both build their clients through it. timeout is REDIS_TIMEOUT.
 func Tune(o *redis.UniversalOptions, timeout time.Duration) *redis.UniversalOptions {
 	o.DialTimeout = timeout
 	o.ReadTimeout = timeout

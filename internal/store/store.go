@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -32,6 +33,10 @@ const (
 	OpHGetAll = "hgetall"
 	OpHGet    = "hget"
 )
+
+// ReadOps are every operation the store names to a LookupRecorder, so that
+// the metrics can make their series before the first read.
+var ReadOps = []string{OpGet, OpTTL, OpHGetAll, OpHGet}
 
 // Store is the Redis-backed key-value store. It is safe for concurrent use.
 type Store struct {
@@ -214,7 +219,7 @@ func (s *Store) HSet(ctx context.Context, key string, fields map[string]string, 
 		if typ != "none" && typ != "hash" {
 			return ErrWrongType
 		}
-		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		cmds, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.HSet(ctx, k, args...)
 			if ttl > 0 {
 				p.PExpire(ctx, k, ttl)
@@ -223,7 +228,7 @@ func (s *Store) HSet(ctx context.Context, key string, fields map[string]string, 
 			pttl = p.PTTL(ctx, k)
 			return nil
 		})
-		return err
+		return queuedError(cmds, err)
 	}
 	// Another writer of the same key makes EXEC fail; retry until the
 	// per-call deadline. Writers that collided would collide again if they
@@ -245,6 +250,23 @@ func (s *Store) HSet(ctx context.Context, key string, fields map[string]string, 
 		return Hash{}, wrap("hset", err)
 	}
 	return Hash{Fields: all.Val(), TTL: remaining(pttl.Val())}, nil
+}
+
+// queuedError returns the reply error of the first command Redis refused to
+// queue in a MULTI, when EXEC was aborted for it: EXECABORT only says that
+// one was refused, and the command's own error says why (OOM on a full
+// Redis, which is then answered 507 like every other write).
+func queuedError(cmds []redis.Cmder, err error) error {
+	var rerr redis.Error
+	if err == nil || !errors.As(err, &rerr) || !strings.HasPrefix(rerr.Error(), "EXECABORT") {
+		return err
+	}
+	for _, c := range cmds {
+		if cerr := c.Err(); errors.As(cerr, &rerr) {
+			return cerr
+		}
+	}
+	return err
 }
 
 // HGetAll returns every field of the hash at key and its TTL in one round

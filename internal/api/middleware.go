@@ -1,4 +1,4 @@
-package observability
+package api
 
 import (
 	"crypto/rand"
@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/dubebox/dubebox/observability"
 	"github.com/gin-gonic/gin"
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
@@ -27,11 +27,11 @@ const requestIDKey = "dubebox.request_id"
 // that random paths cannot grow the number of metric series.
 const UnmatchedRoute = "unmatched"
 
-// Recover answers a panic with respond (a 500 in the API's error shape) and
-// logs it with its stack. It is the outermost middleware, so it also catches
+// recoverPanics answers a panic with a 500 in the API's error shape and logs
+// it with its stack. It is the outermost middleware, so it also catches
 // panics in the middleware below it; those record the request as a 500
 // themselves (see finish).
-func Recover(log *zap.Logger, respond func(*gin.Context)) gin.HandlerFunc {
+func (h *handler) recoverPanics() gin.HandlerFunc {
 	return func(c *gin.Context) {
 		defer func() {
 			p := recover()
@@ -41,36 +41,34 @@ func Recover(log *zap.Logger, respond func(*gin.Context)) gin.HandlerFunc {
 			if p == http.ErrAbortHandler { //nolint:errorlint // net/http compares it the same way.
 				panic(p)
 			}
-			log.Error("panic while serving a request",
+			h.log.Error("panic while serving a request",
 				zap.String("panic", fmt.Sprint(p)),
 				zap.ByteString("stack", debug.Stack()),
-				zap.String("request_id", RequestID(c)),
+				zap.String("request_id", requestID(c)),
 				zap.String("method", c.Request.Method),
 				zap.String("route", route(c)),
 			)
-			respond(c)
+			h.respond(c, &Error{Code: CodeInternal, Message: internalMessage})
 		}()
 		c.Next()
 	}
 }
 
-// AssignRequestID keeps a sane incoming X-Request-ID (1 to 128 characters of
+// assignRequestID keeps a sane incoming X-Request-ID (1 to 128 characters of
 // letters, digits and -_.:) and otherwise makes one, then echoes it on the
 // response so that a user can quote it when reporting a problem.
-func AssignRequestID() gin.HandlerFunc {
-	return func(c *gin.Context) {
-		id := c.GetHeader(RequestIDHeader)
-		if !saneRequestID(id) {
-			id = newRequestID()
-		}
-		c.Set(requestIDKey, id)
-		c.Header(RequestIDHeader, id)
-		c.Next()
+func assignRequestID(c *gin.Context) {
+	id := c.GetHeader(RequestIDHeader)
+	if !saneRequestID(id) {
+		id = newRequestID()
 	}
+	c.Set(requestIDKey, id)
+	c.Header(RequestIDHeader, id)
+	c.Next()
 }
 
-// RequestID returns the id RequestID gave the request.
-func RequestID(c *gin.Context) string {
+// requestID returns the id assignRequestID gave the request.
+func requestID(c *gin.Context) string {
 	return c.GetString(requestIDKey)
 }
 
@@ -95,16 +93,16 @@ func newRequestID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// AccessLog writes one line per request, after it is answered, with its
-// method, route template, path (a path parameter named "value" replaced by
-// [redacted]), status, duration, bytes, client ip, request id and trace and
-// span ids. It runs inside the tracing middleware, so the ids are there.
+// accessLog writes one line per request, after it is answered, with its
+// method, route template, path (the :value of the tutorial's /set replaced
+// by [redacted]), status, duration, bytes, client ip, request id and trace
+// and span ids. It runs inside the tracing middleware, so the ids are there.
 //
 // Access lines carry no caller: it would always name this file, and finding
 // it costs a stack walk per request. Their fields go in a pooled slice, as
 // zap hands them to the core through an interface and they would otherwise
 // be allocated for every request.
-func AccessLog(log *zap.Logger) gin.HandlerFunc {
+func accessLog(log *zap.Logger) gin.HandlerFunc {
 	log = log.Named("http").WithOptions(zap.WithCaller(false))
 	pool := sync.Pool{New: func() any { s := make([]zap.Field, 0, 12); return &s }}
 	return func(c *gin.Context) {
@@ -136,9 +134,9 @@ func AccessLog(log *zap.Logger) gin.HandlerFunc {
 				zap.Duration("duration", time.Since(start)),
 				zap.Int("bytes", max(c.Writer.Size(), 0)),
 				zap.String("client_ip", c.ClientIP()),
-				zap.String("request_id", RequestID(c)),
+				zap.String("request_id", requestID(c)),
 			)
-			fields = AppendTraceFields(fields, ctx)
+			fields = observability.AppendTraceFields(fields, ctx)
 			ce.Write(fields...)
 			clear(fields)
 			*fp = fields[:0]
@@ -149,19 +147,16 @@ func AccessLog(log *zap.Logger) gin.HandlerFunc {
 	}
 }
 
-// HTTPMetrics counts and times every request by method, route template and
-// status, with the trace id as exemplar, and tracks requests in flight.
-func HTTPMetrics(m *Metrics) gin.HandlerFunc {
+// httpMetrics counts and times every request by method, route template and
+// status, and tracks requests in flight.
+func httpMetrics(m *observability.Metrics) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		m.HTTPInFlight.Inc()
 		panicked := true
 		defer func() {
 			m.HTTPInFlight.Dec()
-			status := finish(c, panicked)
-			r := route(c)
-			m.HTTPRequests.WithLabelValues(c.Request.Method, r, strconv.Itoa(status)).Inc()
-			m.httpExemplars.observe(c.Request.Context(), m.HTTPDuration.WithLabelValues(c.Request.Method, r), time.Since(start).Seconds())
+			m.ObserveRequest(c.Request.Context(), c.Request.Method, route(c), finish(c, panicked), time.Since(start))
 		}()
 		c.Next()
 		panicked = false
@@ -169,7 +164,7 @@ func HTTPMetrics(m *Metrics) gin.HandlerFunc {
 }
 
 // finish returns the status a request was answered with: 500 when a panic is
-// on its way to Recover, which will write that 500.
+// on its way to recoverPanics, which will write that 500.
 func finish(c *gin.Context, panicked bool) int {
 	if panicked {
 		return http.StatusInternalServerError
@@ -184,7 +179,7 @@ func route(c *gin.Context) string {
 	return UnmatchedRoute
 }
 
-// loggablePath is the request path safe to log: the seed route
+// loggablePath is the request path safe to log: the tutorial's route
 // /set/:key/:value carries a value in its path, which is replaced.
 func loggablePath(c *gin.Context) string {
 	if c.Param("value") == "" {

@@ -1,0 +1,51 @@
+package api
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/gin-gonic/gin"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+// TestRespond checks the one place errors become answers: every code has
+// its status, and an API error whose code has none is a 500 "internal",
+// logged, rather than Gin's default 200 with an error body.
+func TestRespond(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{&Error{Code: "no_such_code", Message: "made up"}, 500, CodeInternal},
+		{&Error{Code: CodeNotFound, Message: "gone"}, 404, CodeNotFound},
+		{&Error{Code: CodeHeadersTooLarge, Message: "big"}, 431, CodeHeadersTooLarge},
+	}
+	for code, status := range statusOf {
+		tests = append(tests, struct {
+			err    error
+			status int
+			code   string
+		}{&Error{Code: code, Message: "m"}, status, code})
+	}
+	for _, tc := range tests {
+		core, logs := observer.New(zap.DebugLevel)
+		h := &handler{log: zap.New(core)}
+		w := httptest.NewRecorder()
+		c, _ := gin.CreateTestContext(w)
+		c.Request = httptest.NewRequest(http.MethodGet, "/", nil)
+		h.respond(c, tc.err)
+		if w.Code != tc.status {
+			t.Errorf("%v: status %d, want %d", tc.err, w.Code, tc.status)
+		}
+		if got, _ := toAPIError(tc.err); got.Code != tc.code {
+			t.Errorf("%v: code %s, want %s", tc.err, got.Code, tc.code)
+		}
+		if tc.status == 500 && logs.FilterMessage("request failed").Len() != 1 {
+			t.Errorf("%v: a 500 was not logged", tc.err)
+		}
+	}
+}

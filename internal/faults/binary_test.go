@@ -1,0 +1,82 @@
+//go:build faults
+
+package faults
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/dubebox/dubebox/internal/redistest"
+)
+
+// TestBinary checks the built binary's exit statuses: 2 with one line
+// naming the variable for bad configuration, 0 after SIGTERM, and its
+// healthcheck subcommand.
+func TestBinary(t *testing.T) {
+	bad := exec.CommandContext(t.Context(), binary)
+	bad.Env = []string{"MAX_KEY_BYTES=lots"}
+	var stderr bytes.Buffer
+	bad.Stderr = &stderr
+	err := bad.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+		t.Errorf("bad config: got %v, want exit status 2", err)
+	}
+	if lines := strings.Split(strings.TrimSpace(stderr.String()), "\n"); len(lines) != 1 || !strings.Contains(lines[0], "MAX_KEY_BYTES") {
+		t.Errorf("bad config: want one line naming MAX_KEY_BYTES, got %q", stderr.String())
+	}
+
+	rs := redistest.Start(t)
+	s := start(t, rs.Addr)
+	_, port, _ := net.SplitHostPort(s.addr)
+	check := exec.CommandContext(t.Context(), binary, "healthcheck")
+	check.Env = []string{"HTTP_ADDR=:" + port}
+	if out, err := check.CombinedOutput(); err != nil {
+		t.Errorf("dubebox healthcheck: %v %s", err, out)
+	}
+	if code, _, err := get(s.base + "/"); err != nil || code != 200 {
+		t.Errorf("GET /: %d %v", code, err)
+	}
+	if err := s.proc.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.proc.Wait(); err != nil {
+		t.Errorf("after SIGTERM: %v, want exit status 0", err)
+	}
+}
+
+// TestHeaderLimitAnswersJSON sends header blocks just over MAX_HEADER_BYTES
+// at its default and at its largest value to the real server: the router's
+// JSON 431 must answer, never net/http's plain-text refusal.
+func TestHeaderLimitAnswersJSON(t *testing.T) {
+	rs := redistest.Start(t)
+	for _, limit := range []int{16 << 10, 1 << 20} {
+		s := start(t, rs.Addr, "MAX_HEADER_BYTES="+strconv.Itoa(limit))
+		for _, size := range []int{limit + 1, limit + 32<<10} {
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, s.base+"/v1/kv/k", nil)
+			// Two headers, so that the per-line overhead counts too.
+			req.Header.Set("X-Pad-A", strings.Repeat("a", size/2))
+			req.Header.Set("X-Pad-B", strings.Repeat("b", size-size/2))
+			resp, err := quick.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge ||
+				!strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") ||
+				resp.Header.Get("X-Request-ID") == "" || !strings.Contains(string(body), `"headers_too_large"`) {
+				t.Errorf("MAX_HEADER_BYTES=%d, headers of %d bytes: %d %q %q", limit, size, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+			}
+		}
+		t.Logf("faults: header limit %d: a header block just over it answered in JSON", limit)
+	}
+}
