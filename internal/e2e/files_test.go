@@ -94,7 +94,12 @@ func TestComposeFile(t *testing.T) {
 			t.Errorf("service %s: image %q is not pinned to a version", name, s.Image)
 		}
 		for _, p := range s.Ports {
-			published[strings.SplitN(p, ":", 2)[0]] = name
+			// Every port is published on the loopback address only.
+			host, rest, _ := strings.Cut(p, ":")
+			if host != "127.0.0.1" {
+				t.Errorf("service %s publishes %q on every address; want 127.0.0.1:host:container", name, p)
+			}
+			published[strings.SplitN(rest, ":", 2)[0]] = name
 		}
 		for _, v := range s.Volumes {
 			src := strings.SplitN(v, ":", 2)[0]
@@ -127,10 +132,13 @@ func TestComposeFile(t *testing.T) {
 		t.Errorf("api must wait for a healthy redis and have a healthcheck")
 	}
 	redisCmd := string(mustJSON(t, cf.Services["redis"]))
-	for _, want := range []string{"--requirepass", "--maxmemory", "--maxmemory-policy", "--appendonly yes", "redis-cli ping"} {
+	for _, want := range []string{"requirepass", "--maxmemory", "--maxmemory-policy", "--appendonly yes", "redis-cli ping"} {
 		if !strings.Contains(redisCmd, want) {
 			t.Errorf("redis service lacks %s", want)
 		}
+	}
+	if strings.Contains(redisCmd, "--requirepass") {
+		t.Errorf("the Redis password is on redis-server's command line, where ps shows it")
 	}
 	if lg, ok := cf.Services["loadgen"]; !ok || len(lg.Profiles) != 1 || lg.Profiles[0] != "load" {
 		t.Errorf("loadgen must exist under the load profile")
@@ -201,6 +209,8 @@ func TestGrafanaFiles(t *testing.T) {
 			t.Errorf("a rate() uses [%s], want [$__rate_interval]", m[1])
 		}
 	}
+	n := validateDashboards(t, filepath.Join(top, "grafana", "dashboards"))
+	t.Logf("e2e: %d dashboard(s) decode strictly and validate with the Grafana Foundation SDK", n)
 }
 
 // TestMakeHelp checks that make help lists every Makefile target that has
