@@ -11,7 +11,7 @@ LOAD_DURATION ?= 60s
 # Gin without MessagePack, which the API never uses (as the Dockerfile builds).
 BUILD_TAGS := nomsgpack
 
-.PHONY: help build run load test e2e faults bench bench-smoke fuzz lint tools up down clean
+.PHONY: help build run load test e2e compose-test screenshot faults bench bench-smoke fuzz lint tools up down clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -30,6 +30,12 @@ test: ## unit and integration tests (real redis-server) with the race detector
 
 e2e: ## the Compose stack proven with local processes (needs prometheus, prometheus-redis-exporter, docker-compose)
 	$(GO) test -tags e2e -count=1 -v ./internal/e2e
+
+compose-test: ## docker compose up for real, checked and torn down (starts a private dockerd when none runs; needs root, docker.io, docker-compose, debootstrap)
+	$(GO) test -tags compose -count=1 -v -timeout 40m -run '^TestCompose$$' ./internal/e2e
+
+screenshot: ## the same run, and a headless-Chromium picture of Prometheus's hit-ratio graph in docs/ (needs chromium)
+	COMPOSE_SCREENSHOT=$(CURDIR)/docs/prometheus-hit-ratio.png $(GO) test -tags compose -count=1 -v -timeout 40m -run '^TestCompose$$' ./internal/e2e
 
 faults: ## fault tests (Redis stalled, killed, full; pool flood; shutdown; slow clients) and the hostile-input suite
 	$(GO) test -tags faults -count=1 -v ./internal/faults
