@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,6 +32,10 @@ type Server struct {
 	Dir  string
 	args []string
 	cmd  *exec.Cmd
+	// conf, when set, is a config file given before the arguments, and
+	// sentinel runs the server as a Sentinel (redis-server conf --sentinel).
+	conf     string
+	sentinel bool
 }
 
 // StartServer starts redis-server on a free port of 127.0.0.1 with the
@@ -54,6 +59,12 @@ func (s *Server) Start() error {
 		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.Dir,
 		"--save", "", "--daemonize", "no", "--protected-mode", "no",
 		"--logfile", "redis.log",
+	}
+	if s.sentinel {
+		// A Sentinel takes its settings from the file it rewrites.
+		base = []string{s.conf, "--sentinel"}
+	} else if s.conf != "" {
+		base = append([]string{s.conf}, base...)
 	}
 	s.cmd = exec.CommandContext(context.Background(), "redis-server", append(base, s.args...)...)
 	if err := s.cmd.Start(); err != nil {
@@ -133,6 +144,7 @@ var packageAddr string
 func Main(m *testing.M) int {
 	if addr := os.Getenv("REDIS_ADDR"); addr != "" {
 		packageAddr = addr
+		defer runCleanups()
 		return m.Run()
 	}
 	dir, err := os.MkdirTemp("", "redistest-")
@@ -147,6 +159,7 @@ func Main(m *testing.M) int {
 		return 1
 	}
 	defer s.Kill()
+	defer runCleanups()
 	packageAddr = s.Addr
 	return m.Run()
 }
@@ -184,20 +197,32 @@ func Prefix(t testing.TB) string {
 }
 
 // Keys returns every key under prefix with its type, for tests that check
-// what a request changed.
+// what a request changed. On a Cluster it scans every primary.
 func Keys(t testing.TB, rdb redis.UniversalClient, prefix string) map[string]string {
 	t.Helper()
 	ctx := context.Background()
+	var mu sync.Mutex
 	out := map[string]string{}
-	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-	for iter.Next(ctx) {
-		typ, err := rdb.Type(ctx, iter.Val()).Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			t.Fatalf("TYPE %s: %v", iter.Val(), err)
+	scan := func(ctx context.Context, c redis.UniversalClient) error {
+		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			typ, err := c.Type(ctx, iter.Val()).Result()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return fmt.Errorf("TYPE %s: %w", iter.Val(), err)
+			}
+			mu.Lock()
+			out[iter.Val()] = typ
+			mu.Unlock()
 		}
-		out[iter.Val()] = typ
+		return iter.Err()
 	}
-	if err := iter.Err(); err != nil {
+	var err error
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return scan(ctx, c) })
+	} else {
+		err = scan(ctx, rdb)
+	}
+	if err != nil {
 		t.Fatalf("SCAN %s*: %v", prefix, err)
 	}
 	return out

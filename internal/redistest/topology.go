@@ -1,0 +1,408 @@
+package redistest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Topology is one way of running Redis that the store must work on: a
+// single server, a Cluster, or a primary with replicas behind Sentinel.
+type Topology struct {
+	Name string
+	opts redis.UniversalOptions
+}
+
+// Options returns a copy of the client options that reach the topology.
+func (tp Topology) Options() *redis.UniversalOptions {
+	o := tp.opts
+	o.Addrs = append([]string(nil), tp.opts.Addrs...)
+	return &o
+}
+
+// SentinelMaster is the name the Sentinel fixtures monitor their primary
+// under.
+const SentinelMaster = "dubebox"
+
+// Cluster is a Redis Cluster of three primaries with one replica each.
+type Cluster struct {
+	Nodes []*Server
+}
+
+// Topology returns the options that reach the cluster.
+func (c *Cluster) Topology() Topology {
+	var seeds []string
+	for _, n := range c.Nodes {
+		seeds = append(seeds, n.Addr)
+	}
+	return Topology{Name: "cluster", opts: redis.UniversalOptions{Addrs: seeds, IsClusterMode: true, DisableIdentity: true}}
+}
+
+// Stop kills every node.
+func (c *Cluster) Stop() {
+	for _, n := range c.Nodes {
+		n.Kill()
+	}
+}
+
+// clusterPort finds a free port whose cluster bus port (port + 10000) is
+// free too, and below 65536.
+func clusterPort(taken map[int]bool) (int, error) {
+	for range 200 {
+		p, err := FreePort()
+		if err != nil {
+			return 0, err
+		}
+		if p >= 55536 || taken[p] || taken[p+10000] {
+			continue
+		}
+		var lc net.ListenConfig
+		ln, err := lc.Listen(context.Background(), "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p+10000)))
+		if err != nil {
+			continue
+		}
+		_ = ln.Close()
+		taken[p], taken[p+10000] = true, true
+		return p, nil
+	}
+	return 0, errors.New("no free port below 55536 with a free bus port")
+}
+
+// StartCluster starts six cluster-enabled servers under dir and joins them
+// with redis-cli --cluster create (three primaries, one replica each), then
+// waits until every node says the cluster is ok. nodeTimeout is the
+// cluster's cluster-node-timeout.
+func StartCluster(dir string, nodeTimeout time.Duration) (*Cluster, error) {
+	if _, err := exec.LookPath("redis-cli"); err != nil {
+		return nil, fmt.Errorf("redis-cli not found: %s", InstallHint)
+	}
+	c := &Cluster{}
+	taken := map[int]bool{}
+	for i := range 6 {
+		port, err := clusterPort(taken)
+		if err != nil {
+			c.Stop()
+			return nil, err
+		}
+		nd := filepath.Join(dir, fmt.Sprintf("node%d", i))
+		if err := os.MkdirAll(nd, 0o755); err != nil {
+			c.Stop()
+			return nil, err
+		}
+		s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Port: port, Dir: nd, args: []string{
+			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", strconv.Itoa(int(nodeTimeout.Milliseconds())),
+			"--appendonly", "no",
+			// Redis waits 5 s by default before a diskless full sync, to
+			// gather replicas; a replica that never synced refuses to
+			// take over.
+			"--repl-diskless-sync-delay", "0",
+		}}
+		if err := s.Start(); err != nil {
+			c.Stop()
+			return nil, err
+		}
+		c.Nodes = append(c.Nodes, s)
+	}
+	args := []string{"--cluster", "create"}
+	for _, n := range c.Nodes {
+		args = append(args, n.Addr)
+	}
+	args = append(args, "--cluster-replicas", "1", "--cluster-yes")
+	if out, err := exec.CommandContext(context.Background(), "redis-cli", args...).CombinedOutput(); err != nil {
+		c.Stop()
+		return nil, fmt.Errorf("redis-cli --cluster create: %w\n%s", err, out)
+	}
+	if err := c.WaitOK(30 * time.Second); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// WaitOK waits until every running node reports cluster_state:ok, knows
+// every other node and every slot is served.
+func (c *Cluster) WaitOK(within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		err := c.check()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cluster not ok within %v: %w", within, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (c *Cluster) check() error {
+	ctx := context.Background()
+	for _, n := range c.Nodes {
+		if n.cmd == nil {
+			continue
+		}
+		rdb := redis.NewClient(&redis.Options{Addr: n.Addr, MaxRetries: -1, DisableIdentity: true})
+		info, err := rdb.ClusterInfo(ctx).Result()
+		if err == nil && (!strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, "cluster_slots_ok:16384")) {
+			err = fmt.Errorf("%s: %s", n.Addr, strings.Join(strings.Fields(info)[:3], " "))
+		}
+		if err == nil {
+			err = replicaInSync(ctx, rdb)
+		}
+		_ = rdb.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// replicaInSync fails while rdb is a replica whose link to its primary is
+// not up: a replica that has not synced cannot take over.
+func replicaInSync(ctx context.Context, rdb *redis.Client) error {
+	info, err := rdb.Info(ctx, "replication").Result()
+	if err != nil {
+		return err
+	}
+	if strings.Contains(info, "role:slave") && !strings.Contains(info, "master_link_status:up") {
+		return fmt.Errorf("%s: replica not in sync yet", rdb.Options().Addr)
+	}
+	return nil
+}
+
+// Sentinel is a primary with two replicas, watched by three Sentinels with
+// a quorum of two.
+type Sentinel struct {
+	Primary   *Server
+	Replicas  []*Server
+	Sentinels []*Server
+}
+
+// Topology returns the options that reach the primary through the
+// Sentinels.
+func (s *Sentinel) Topology() Topology {
+	var addrs []string
+	for _, n := range s.Sentinels {
+		addrs = append(addrs, n.Addr)
+	}
+	return Topology{Name: "sentinel", opts: redis.UniversalOptions{Addrs: addrs, MasterName: SentinelMaster, DisableIdentity: true}}
+}
+
+// Stop kills every process.
+func (s *Sentinel) Stop() {
+	for _, n := range append(append([]*Server{s.Primary}, s.Replicas...), s.Sentinels...) {
+		if n != nil {
+			n.Kill()
+		}
+	}
+}
+
+// StartSentinel starts a primary, two replicas and three Sentinels under
+// dir and waits until every Sentinel knows both replicas and both other
+// Sentinels. downAfter is Sentinel's down-after-milliseconds.
+func StartSentinel(dir string, downAfter time.Duration) (*Sentinel, error) {
+	st := &Sentinel{}
+	var err error
+	if st.Primary, err = StartServer(mkdir(dir, "primary"), "--repl-diskless-sync-delay", "0"); err != nil {
+		return nil, err
+	}
+	for i := range 2 {
+		r, err := StartServer(mkdir(dir, fmt.Sprintf("replica%d", i)), "--replicaof", "127.0.0.1", strconv.Itoa(st.Primary.Port),
+			"--repl-diskless-sync-delay", "0")
+		if err != nil {
+			st.Stop()
+			return nil, err
+		}
+		st.Replicas = append(st.Replicas, r)
+	}
+	for i := range 3 {
+		port, err := FreePort()
+		if err != nil {
+			st.Stop()
+			return nil, err
+		}
+		d := mkdir(dir, fmt.Sprintf("sentinel%d", i))
+		conf := filepath.Join(d, "sentinel.conf")
+		body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nlogfile sentinel.log\ndaemonize no\nprotected-mode no\n"+
+			"sentinel monitor %s 127.0.0.1 %d 2\nsentinel down-after-milliseconds %s %d\n"+
+			"sentinel failover-timeout %s 10000\nsentinel parallel-syncs %s 2\n",
+			port, d, SentinelMaster, st.Primary.Port, SentinelMaster, downAfter.Milliseconds(), SentinelMaster, SentinelMaster)
+		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+			st.Stop()
+			return nil, err
+		}
+		sn := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Port: port, Dir: d, conf: conf, sentinel: true}
+		if err := sn.Start(); err != nil {
+			st.Stop()
+			return nil, err
+		}
+		st.Sentinels = append(st.Sentinels, sn)
+	}
+	if err := st.waitDiscovered(30 * time.Second); err != nil {
+		st.Stop()
+		return nil, err
+	}
+	return st, nil
+}
+
+func mkdir(dir, name string) string {
+	d := filepath.Join(dir, name)
+	_ = os.MkdirAll(d, 0o755)
+	return d
+}
+
+func (s *Sentinel) waitDiscovered(within time.Duration) error {
+	ctx := context.Background()
+	deadline := time.Now().Add(within)
+	for {
+		var err error
+		for _, sn := range s.Sentinels {
+			sc := redis.NewSentinelClient(&redis.Options{Addr: sn.Addr, MaxRetries: -1, DisableIdentity: true})
+			replicas, rerr := sc.Replicas(ctx, SentinelMaster).Result()
+			others, serr := sc.Sentinels(ctx, SentinelMaster).Result()
+			_ = sc.Close()
+			switch {
+			case rerr != nil:
+				err = rerr
+			case serr != nil:
+				err = serr
+			case len(replicas) < 2 || len(others) < 2:
+				err = fmt.Errorf("sentinel %s knows %d replicas and %d other sentinels", sn.Addr, len(replicas), len(others))
+			}
+			if err != nil {
+				break
+			}
+		}
+		for _, r := range s.Replicas {
+			if err != nil {
+				break
+			}
+			rdb := redis.NewClient(&redis.Options{Addr: r.Addr, MaxRetries: -1, DisableIdentity: true})
+			err = replicaInSync(ctx, rdb)
+			_ = rdb.Close()
+		}
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("sentinels not ready within %v: %w", within, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// The package's Cluster and Sentinel, started on first use and stopped by
+// Main when the package's tests end.
+var (
+	clusterOnce, sentinelOnce sync.Once
+	pkgCluster                *Cluster
+	pkgSentinel               *Sentinel
+	clusterErr, sentinelErr   error
+	cleanupMu                 sync.Mutex
+	cleanups                  []func()
+)
+
+func atExit(f func()) {
+	cleanupMu.Lock()
+	defer cleanupMu.Unlock()
+	cleanups = append(cleanups, f)
+}
+
+func runCleanups() {
+	cleanupMu.Lock()
+	defer cleanupMu.Unlock()
+	for _, f := range cleanups {
+		f()
+	}
+	cleanups = nil
+}
+
+// PackageCluster is the package's Redis Cluster, started once.
+func PackageCluster(t testing.TB) *Cluster {
+	t.Helper()
+	clusterOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "redistest-cluster-")
+		if err != nil {
+			clusterErr = err
+			return
+		}
+		pkgCluster, clusterErr = StartCluster(dir, 2*time.Second)
+		atExit(func() {
+			if pkgCluster != nil {
+				pkgCluster.Stop()
+			}
+			_ = os.RemoveAll(dir)
+		})
+	})
+	if clusterErr != nil {
+		t.Fatalf("redistest: start a Redis Cluster: %v", clusterErr)
+	}
+	return pkgCluster
+}
+
+// PackageSentinel is the package's Sentinel setup, started once.
+func PackageSentinel(t testing.TB) *Sentinel {
+	t.Helper()
+	sentinelOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "redistest-sentinel-")
+		if err != nil {
+			sentinelErr = err
+			return
+		}
+		pkgSentinel, sentinelErr = StartSentinel(dir, time.Second)
+		atExit(func() {
+			if pkgSentinel != nil {
+				pkgSentinel.Stop()
+			}
+			_ = os.RemoveAll(dir)
+		})
+	})
+	if sentinelErr != nil {
+		t.Fatalf("redistest: start Sentinel: %v", sentinelErr)
+	}
+	return pkgSentinel
+}
+
+// Topology returns the options that reach s alone.
+func (s Server) Topology() Topology {
+	return Topology{Name: "single", opts: redis.UniversalOptions{Addrs: []string{s.Addr}, DisableIdentity: true}}
+}
+
+// Single is the package's single Redis as a Topology.
+func Single(t testing.TB) Topology {
+	t.Helper()
+	return Topology{Name: "single", opts: redis.UniversalOptions{Addrs: []string{Addr(t)}, DisableIdentity: true}}
+}
+
+// Topologies are the three ways of running Redis that every route must
+// work on. The Cluster and Sentinel fixtures start on first use (about 3 s
+// each) and are shared by the package's tests.
+func Topologies(t testing.TB) []Topology {
+	t.Helper()
+	return []Topology{Single(t), PackageCluster(t).Topology(), PackageSentinel(t).Topology()}
+}
+
+// ClientOf returns a client of topology tp and a key prefix no other test
+// uses; the keys under it are deleted when the test ends.
+func ClientOf(t testing.TB, tp Topology) (redis.UniversalClient, string) {
+	t.Helper()
+	rdb := redis.NewUniversalClient(tp.Options())
+	prefix := Prefix(t)
+	t.Cleanup(func() {
+		DeletePrefix(t, rdb, prefix)
+		_ = rdb.Close()
+	})
+	return rdb, prefix
+}
