@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dubebox/dubebox/internal/redistest"
 	"github.com/dubebox/dubebox/internal/servicetest"
 	"github.com/gin-gonic/gin"
 )
@@ -137,39 +138,52 @@ func TestRoutes(t *testing.T) {
 		{name: "wrong method", req: req{"PATCH", "/v1/kv/k", ""}, status: 405, wantCode: "method_not_allowed"},
 		{name: "post on seed route", req: req{"POST", "/get/k", ""}, status: 405, wantCode: "method_not_allowed"},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			e := newEnv(t, "")
-			for _, s := range tc.setup {
-				if w := e.do(t, s.method, s.path, s.body); w.Code >= 300 {
-					t.Fatalf("setup %s %s: %d %s", s.method, s.path, w.Code, w.Body.String())
-				}
+	// Every route on every Redis topology: the store keeps each operation
+	// on one key, so the answers are the same on a Cluster and behind
+	// Sentinel.
+	for _, tp := range redistest.Topologies(t) {
+		for _, tc := range tests {
+			t.Run(tp.Name+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				e := newEnvOn(t, tp)
+				routeCase(t, e, tc.setup, tc.req, tc.headers, tc.status, tc.wantCode, tc.want)
+			})
+		}
+	}
+}
+
+// routeCase sends the setup requests, then the request, and checks its
+// status, X-Request-ID, error code or whole body, and that a refused write
+// changed nothing.
+func routeCase(t *testing.T, e *env, setup []req, r req, headers []string, status int, wantCode, want string) {
+	t.Helper()
+	for _, s := range setup {
+		if w := e.do(t, s.method, s.path, s.body); w.Code >= 300 {
+			t.Fatalf("setup %s %s: %d %s", s.method, s.path, w.Code, w.Body.String())
+		}
+	}
+	before := keysOf(t, e)
+	w := e.do(t, r.method, r.path, r.body, headers...)
+	if w.Code != status {
+		t.Fatalf("status: got %d, want %d; body %s", w.Code, status, w.Body.String())
+	}
+	if w.Header().Get("X-Request-ID") == "" {
+		t.Errorf("no X-Request-ID on the response")
+	}
+	switch {
+	case wantCode != "":
+		if got := errorCode(t, w); got != wantCode {
+			t.Errorf("code: got %s, want %s", got, wantCode)
+		}
+		if r.method != "GET" {
+			if after := keysOf(t, e); !reflect.DeepEqual(before, after) {
+				t.Errorf("a refused request changed Redis: before %v, after %v", before, after)
 			}
-			before := keysOf(t, e)
-			w := e.do(t, tc.req.method, tc.req.path, tc.req.body, tc.headers...)
-			if w.Code != tc.status {
-				t.Fatalf("status: got %d, want %d; body %s", w.Code, tc.status, w.Body.String())
-			}
-			if w.Header().Get("X-Request-ID") == "" {
-				t.Errorf("no X-Request-ID on the response")
-			}
-			switch {
-			case tc.wantCode != "":
-				if got := errorCode(t, w); got != tc.wantCode {
-					t.Errorf("code: got %s, want %s", got, tc.wantCode)
-				}
-				if tc.req.method != "GET" {
-					if after := keysOf(t, e); !reflect.DeepEqual(before, after) {
-						t.Errorf("a refused request changed Redis: before %v, after %v", before, after)
-					}
-				}
-			case tc.want != "":
-				assertJSON(t, w.Body.Bytes(), tc.want)
-			case w.Body.Len() != 0:
-				t.Errorf("want an empty body, got %q", w.Body.String())
-			}
-		})
+		}
+	case want != "":
+		assertJSON(t, w.Body.Bytes(), want)
+	case w.Body.Len() != 0:
+		t.Errorf("want an empty body, got %q", w.Body.String())
 	}
 }
 
@@ -179,9 +193,7 @@ func keysOf(t *testing.T, e *env) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	ctx := t.Context()
-	iter := e.rdb.Scan(ctx, 0, e.prefix+"*", 100).Iterator()
-	for iter.Next(ctx) {
-		k := iter.Val()
+	for k := range redistest.Keys(t, e.rdb, e.prefix) {
 		d, _ := e.rdb.Dump(ctx, k).Result()
 		ttl := e.rdb.TTL(ctx, k).Val()
 		out[k] = d + "|" + ttl.String()
@@ -270,7 +282,16 @@ func TestRequestID(t *testing.T) {
 
 func TestExpiryThroughAPI(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, "")
+	for _, tp := range redistest.Topologies(t) {
+		t.Run(tp.Name, func(t *testing.T) {
+			t.Parallel()
+			expiryThroughAPI(t, newEnvOn(t, tp))
+		})
+	}
+}
+
+//nolint:thelper // a test body, run once per topology.
+func expiryThroughAPI(t *testing.T, e *env) {
 	if w := e.do(t, "PUT", "/v1/kv/k", `{"value":"v","ttl_seconds":1}`); w.Code != http.StatusOK {
 		t.Fatal(w.Body.String())
 	}

@@ -61,35 +61,44 @@ func sleepMS(ms int) { time.Sleep(time.Duration(ms) * time.Millisecond) }
 // is given (a private redis-server the test can break).
 func newEnv(t testing.TB, addr string, opts ...option) *env {
 	t.Helper()
-	var rdb redis.UniversalClient
-	var prefix string
+	if addr != "" {
+		// A private server may be dead by the end: nothing to clean.
+		return build(t, redistest.Server{Addr: addr}.Topology(), false, opts...)
+	}
+	return build(t, redistest.Single(t), true, opts...)
+}
+
+// newEnvOn builds the router over a Redis topology (single, Cluster or
+// Sentinel).
+func newEnvOn(t testing.TB, tp redistest.Topology, opts ...option) *env {
+	t.Helper()
+	return build(t, tp, true, opts...)
+}
+
+func build(t testing.TB, tp redistest.Topology, shared bool, opts ...option) *env {
+	t.Helper()
 	metrics := observability.NewMetrics("test", store.ReadOps)
 	core, logs := observer.New(zap.DebugLevel)
 	log := zap.New(core)
 	spans := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
-	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
+	tp2 := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	t.Cleanup(func() { _ = tp2.Shutdown(t.Context()) })
 
 	timeout := 300 * time.Millisecond
-	if addr == "" {
-		addr = redistest.Addr(t)
-		prefix = redistest.Prefix(t)
-	} else {
-		prefix = "dubebox:"
-	}
-	rdb = redis.NewUniversalClient(store.Tune(&redis.UniversalOptions{Addrs: []string{addr}}, timeout))
-	if err := observability.InstrumentRedis(rdb, tp, metrics, log); err != nil {
+	prefix := redistest.Prefix(t)
+	rdb := redis.NewUniversalClient(store.Tune(tp.Options(), timeout))
+	if err := observability.InstrumentRedis(rdb, tp2, metrics, log); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if strings.HasPrefix(prefix, "test:") {
+		if shared {
 			redistest.DeletePrefix(t, rdb, prefix)
 		}
 		_ = rdb.Close()
 	})
 	cfg := config.Default().API
 	cfg.Version, cfg.MaxKeyBytes, cfg.MaxValueBytes = "test", 32, 1024
-	deps := api.Deps{Store: store.New(rdb, prefix, timeout, metrics), Log: log, Metrics: metrics, TracerProvider: tp}
+	deps := api.Deps{Store: store.New(rdb, prefix, timeout, metrics), Log: log, Metrics: metrics, TracerProvider: tp2}
 	for _, o := range opts {
 		o(&cfg, &deps)
 	}

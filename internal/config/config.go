@@ -166,11 +166,18 @@ func Default() Config {
 // resolve fills the settings that follow from others and checks the rules
 // that span several variables.
 func (c *Config) resolve() error {
-	if c.Store.URL != "" {
+	if err := c.checkTopology(); err != nil {
+		return err
+	}
+	switch {
+	case c.Store.Topology() != "single":
+		// REDIS_ADDR and the tutorial's host and port play no part.
+		c.Store.Addr = ""
+	case c.Store.URL != "":
 		if err := c.applyRedisURL(); err != nil {
 			return err
 		}
-	} else if c.Store.Addr == "" {
+	case c.Store.Addr == "":
 		c.Store.Addr = net.JoinHostPort(c.RedisHost, strconv.Itoa(c.RedisPort))
 	}
 	c.Store.Resolve()
@@ -192,6 +199,39 @@ func (c *Config) resolve() error {
 		c.Tracing.Exporter = "none"
 	case c.Tracing.Exporter == "otlp" && !endpoint:
 		return &Error{Var: "OTEL_TRACES_EXPORTER", Value: "otlp", Reason: "needs OTEL_EXPORTER_OTLP_ENDPOINT"}
+	}
+	return nil
+}
+
+// checkTopology refuses settings that name more than one way of reaching
+// Redis, or half of one.
+func (c *Config) checkTopology() error {
+	var set []string
+	if c.Store.URL != "" {
+		set = append(set, "REDIS_URL")
+	}
+	if c.Store.Addr != "" {
+		set = append(set, "REDIS_ADDR")
+	}
+	if len(c.Store.ClusterAddrs) > 0 {
+		set = append(set, "REDIS_CLUSTER_ADDRS")
+	}
+	if len(c.Store.SentinelAddrs) > 0 {
+		set = append(set, "REDIS_SENTINEL_ADDRS")
+	}
+	// REDIS_URL winning over REDIS_ADDR is the one documented overlap.
+	overlap := len(set) == 2 && set[0] == "REDIS_URL" && set[1] == "REDIS_ADDR"
+	switch {
+	case len(set) > 1 && !overlap:
+		return &Error{Var: set[len(set)-1], Reason: "set one of REDIS_ADDR (or REDIS_URL), REDIS_CLUSTER_ADDRS and REDIS_SENTINEL_ADDRS, not " + strings.Join(set, " and ")}
+	case len(c.Store.SentinelAddrs) > 0 && c.Store.SentinelMaster == "":
+		return &Error{Var: "REDIS_SENTINEL_MASTER", Reason: "is required with REDIS_SENTINEL_ADDRS: the name the Sentinels monitor the primary under"}
+	case c.Store.SentinelMaster != "" && len(c.Store.SentinelAddrs) == 0:
+		return &Error{Var: "REDIS_SENTINEL_ADDRS", Reason: "is required with REDIS_SENTINEL_MASTER"}
+	case len(c.Store.ClusterAddrs) > 0 && c.Store.DB != 0:
+		return &Error{Var: "REDIS_DB", Value: strconv.Itoa(c.Store.DB), Reason: "a Redis Cluster has only database 0"}
+	case c.Store.ReadFromReplicas && c.Store.Topology() == "single":
+		return &Error{Var: "REDIS_READ_FROM_REPLICAS", Reason: "needs REDIS_CLUSTER_ADDRS or REDIS_SENTINEL_ADDRS"}
 	}
 	return nil
 }
@@ -340,6 +380,12 @@ func (s setting) check() string {
 		}
 		if _, port, err := net.SplitHostPort(v.String()); err != nil || !validPort(port) {
 			return "want host:port (the host may be empty, as in :5000)"
+		}
+	case rule == "addrs":
+		for i := range v.Len() {
+			if host, port, err := net.SplitHostPort(v.Index(i).String()); err != nil || host == "" || !validPort(port) {
+				return "want host:port,host:port,..."
+			}
 		}
 	case strings.HasPrefix(rule, "oneof="):
 		allowed := strings.Split(strings.TrimPrefix(rule, "oneof="), "|")

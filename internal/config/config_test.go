@@ -3,6 +3,7 @@ package config_test
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -128,6 +129,14 @@ func TestInvalid(t *testing.T) {
 		{"bad write timeout", map[string]string{"HTTP_WRITE_TIMEOUT": "-2s"}, "HTTP_WRITE_TIMEOUT"},
 		{"bad url scheme", map[string]string{"REDIS_URL": "http://u:hunter2@h:1"}, "REDIS_URL"},
 		{"bad url db", map[string]string{"REDIS_URL": "redis://u:hunter2@h:1/x"}, "REDIS_URL"},
+		{"cluster and sentinel", map[string]string{"REDIS_CLUSTER_ADDRS": "a:1", "REDIS_SENTINEL_ADDRS": "b:2", "REDIS_SENTINEL_MASTER": "m"}, "REDIS_SENTINEL_ADDRS"},
+		{"cluster and addr", map[string]string{"REDIS_ADDR": "a:1", "REDIS_CLUSTER_ADDRS": "b:2"}, "REDIS_CLUSTER_ADDRS"},
+		{"sentinel and url", map[string]string{"REDIS_URL": "redis://h:1", "REDIS_SENTINEL_ADDRS": "b:2", "REDIS_SENTINEL_MASTER": "m"}, "REDIS_SENTINEL_ADDRS"},
+		{"sentinel without master", map[string]string{"REDIS_SENTINEL_ADDRS": "b:2"}, "REDIS_SENTINEL_MASTER"},
+		{"master without sentinels", map[string]string{"REDIS_SENTINEL_MASTER": "m"}, "REDIS_SENTINEL_ADDRS"},
+		{"cluster db", map[string]string{"REDIS_CLUSTER_ADDRS": "a:1", "REDIS_DB": "2"}, "REDIS_DB"},
+		{"bad cluster addr", map[string]string{"REDIS_CLUSTER_ADDRS": "a:1,nope"}, "REDIS_CLUSTER_ADDRS"},
+		{"replicas on single", map[string]string{"REDIS_READ_FROM_REPLICAS": "true"}, "REDIS_READ_FROM_REPLICAS"},
 	}
 	for _, tc := range tests {
 		_, err := config.Load(env(tc.env))
@@ -260,5 +269,45 @@ func TestVarsListEveryVariableOnce(t *testing.T) {
 	}
 	if len(fields) != len(vars)-2 { // REDIS_HOST and REDIS_PORT are logged as REDIS_ADDR
 		t.Errorf("the log shows %d variables, the list has %d", len(fields), len(vars))
+	}
+}
+
+// TestTopologies checks the client options each topology's variables make.
+func TestTopologies(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		env        map[string]string
+		topology   string
+		addrs      []string
+		master     string
+		cluster    bool
+		readOnly   bool
+		randomly   bool
+		sentinelPW string
+	}{
+		{env: nil, topology: "single", addrs: []string{"localhost:6379"}},
+		{env: map[string]string{"REDIS_CLUSTER_ADDRS": "n1:7000,n2:7001", "REDIS_READ_FROM_REPLICAS": "true"},
+			topology: "cluster", addrs: []string{"n1:7000", "n2:7001"}, cluster: true, readOnly: true},
+		{env: map[string]string{"REDIS_SENTINEL_ADDRS": "s1:26379,s2:26379", "REDIS_SENTINEL_MASTER": "mymaster", "REDIS_SENTINEL_PASSWORD": "spw"},
+			topology: "sentinel", addrs: []string{"s1:26379", "s2:26379"}, master: "mymaster", sentinelPW: "spw"},
+		{env: map[string]string{"REDIS_SENTINEL_ADDRS": "s1:26379", "REDIS_SENTINEL_MASTER": "m", "REDIS_READ_FROM_REPLICAS": "true"},
+			topology: "sentinel", addrs: []string{"s1:26379"}, master: "m", randomly: true},
+	}
+	for _, tc := range tests {
+		c, err := config.Load(env(tc.env))
+		if err != nil {
+			t.Fatalf("%v: %v", tc.env, err)
+		}
+		o := c.Store.Options()
+		if c.Store.Topology() != tc.topology || !slices.Equal(o.Addrs, tc.addrs) || o.MasterName != tc.master ||
+			o.IsClusterMode != tc.cluster || o.ReadOnly != tc.readOnly || o.RouteRandomly != tc.randomly || o.SentinelPassword != tc.sentinelPW {
+			t.Errorf("%v: topology %s, options %+v", tc.env, c.Store.Topology(), o)
+		}
+		if tc.topology != "single" && c.Fields()["REDIS_ADDR"] != "" {
+			t.Errorf("%v: the log shows REDIS_ADDR=%v, which is not in force", tc.env, c.Fields()["REDIS_ADDR"])
+		}
+		if tc.sentinelPW != "" && c.Fields()["REDIS_SENTINEL_PASSWORD"] != "********" {
+			t.Errorf("the sentinel password is not masked: %v", c.Fields()["REDIS_SENTINEL_PASSWORD"])
+		}
 	}
 }

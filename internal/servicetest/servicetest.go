@@ -172,7 +172,12 @@ func StartDubebox(t testing.TB, bin, redisAddr string, env ...string) (*Process,
 func StartHTTP(t testing.TB, name, bin, redisAddr string, env ...string) (*Process, string) {
 	t.Helper()
 	addr := FreeAddr(t)
-	p := Spawn(t, name, append([]string{"HTTP_ADDR=" + addr, "REDIS_ADDR=" + redisAddr}, env...), bin)
+	vars := []string{"HTTP_ADDR=" + addr}
+	if redisAddr != "" {
+		// Empty for a Cluster or Sentinel named in env instead.
+		vars = append(vars, "REDIS_ADDR="+redisAddr)
+	}
+	p := Spawn(t, name, append(vars, env...), bin)
 	base := "http://" + addr
 	if err := WaitHTTP(base+"/healthz", 10*time.Second); err != nil {
 		t.Fatal(err)

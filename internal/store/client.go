@@ -2,7 +2,6 @@ package store
 
 import (
 	"crypto/tls"
-	"net"
 	"runtime"
 	"time"
 
@@ -28,6 +27,31 @@ type Config struct {
 	PoolSize    int           `env:"REDIS_POOL_SIZE" envDefault:"0" valid:"0..100000"`
 	PoolTimeout time.Duration `env:"REDIS_POOL_TIMEOUT" envDefault:"0s" valid:"optional"`
 	KeyPrefix   string        `env:"KEY_PREFIX" envDefault:"dubebox:"`
+
+	// ClusterAddrs are seed nodes of a Redis Cluster; the client finds the
+	// others. Every operation touches one key, so every route works there.
+	ClusterAddrs []string `env:"REDIS_CLUSTER_ADDRS" valid:"addrs"`
+	// SentinelAddrs and SentinelMaster find the primary through Sentinel and
+	// follow it through a failover.
+	SentinelAddrs    []string `env:"REDIS_SENTINEL_ADDRS" valid:"addrs"`
+	SentinelMaster   string   `env:"REDIS_SENTINEL_MASTER"`
+	SentinelUsername string   `env:"REDIS_SENTINEL_USERNAME"`
+	SentinelPassword string   `env:"REDIS_SENTINEL_PASSWORD" secret:"true"`
+	// ReadFromReplicas lets reads go to replicas (Cluster and Sentinel),
+	// which may lag behind the primary by a little.
+	ReadFromReplicas bool `env:"REDIS_READ_FROM_REPLICAS"`
+}
+
+// Topology names how the store reaches Redis: "single", "cluster" or
+// "sentinel".
+func (c Config) Topology() string {
+	switch {
+	case len(c.ClusterAddrs) > 0:
+		return "cluster"
+	case len(c.SentinelAddrs) > 0:
+		return "sentinel"
+	}
+	return "single"
 }
 
 // Resolve fills what is derived from other settings, so that the values
@@ -43,7 +67,9 @@ func (c *Config) Resolve() {
 	}
 }
 
-// Options returns the client options for c, tuned as Tune says.
+// Options returns the client options for c, tuned as Tune says:
+// redis.NewUniversalClient then makes a Cluster client, a Sentinel
+// (failover) client or a plain one. The pool size is per node.
 func (c Config) Options() *redis.UniversalOptions {
 	o := &redis.UniversalOptions{
 		Addrs:       []string{c.Addr},
@@ -53,9 +79,21 @@ func (c Config) Options() *redis.UniversalOptions {
 		PoolSize:    c.PoolSize,
 		PoolTimeout: c.PoolTimeout,
 	}
+	switch c.Topology() {
+	case "cluster":
+		o.Addrs, o.IsClusterMode = c.ClusterAddrs, true
+		// Reads go to a replica of the key's shard.
+		o.ReadOnly = c.ReadFromReplicas
+	case "sentinel":
+		o.Addrs, o.MasterName = c.SentinelAddrs, c.SentinelMaster
+		o.SentinelUsername, o.SentinelPassword = c.SentinelUsername, c.SentinelPassword
+		// Reads go to the primary or a replica at random.
+		o.RouteRandomly = c.ReadFromReplicas
+	}
 	if c.TLS {
-		host, _, _ := net.SplitHostPort(c.Addr)
-		o.TLSConfig = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+		// The server name comes from each address dialed, so that every
+		// node of a Cluster is verified against its own name.
+		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 	return Tune(o, c.Timeout)
 }

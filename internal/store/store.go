@@ -47,8 +47,12 @@ type Store struct {
 }
 
 // New returns a Store that keeps every key under prefix and bounds every
-// call by timeout. lookups may be nil.
+// call by timeout. lookups may be nil. On a Cluster client it also makes
+// the client follow a failover at once (see followFailovers).
 func New(rdb redis.UniversalClient, prefix string, timeout time.Duration, lookups LookupRecorder) *Store {
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		followFailovers(cc)
+	}
 	return &Store{rdb: rdb, prefix: prefix, timeout: timeout, lookups: lookups}
 }
 
@@ -83,11 +87,26 @@ func (s *Store) lookup(op string, err error) {
 	}
 }
 
-// Ping checks that Redis answers, for the readiness probe.
+// Ping checks that Redis can serve every key, for the readiness probe: the
+// primary answers (through Sentinel, the current one); on a Cluster, the
+// cluster's state is ok and every primary answers.
 func (s *Store) Ping(ctx context.Context) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	return wrap("ping", s.rdb.Ping(ctx).Err())
+	cc, ok := s.rdb.(*redis.ClusterClient)
+	if !ok {
+		return wrap("ping", s.rdb.Ping(ctx).Err())
+	}
+	info, err := cc.ClusterInfo(ctx).Result()
+	if err != nil {
+		return wrap("ping", err)
+	}
+	if !strings.Contains(info, "cluster_state:ok") {
+		return fmt.Errorf("ping: the cluster's state is not ok: %w", ErrUnavailable)
+	}
+	return wrap("ping", cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		return c.Ping(ctx).Err()
+	}))
 }
 
 // Get returns a string and its TTL in one round trip (a pipeline of GET and

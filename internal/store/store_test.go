@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -38,16 +39,29 @@ func (l *lookups) all() string {
 	return strings.Join(l.seen, ",")
 }
 
-func newStore(t *testing.T) (*store.Store, redis.UniversalClient, string, *lookups) {
+// eachTopology runs test once per Redis topology (single, Cluster,
+// Sentinel), as a subtest named after it.
+func eachTopology(t *testing.T, test func(*testing.T, redistest.Topology)) {
 	t.Helper()
-	rdb, prefix := redistest.Client(t)
+	t.Parallel()
+	for _, tp := range redistest.Topologies(t) {
+		t.Run(tp.Name, func(t *testing.T) { test(t, tp) })
+	}
+}
+
+func newStore(t *testing.T, tp redistest.Topology) (*store.Store, redis.UniversalClient, string, *lookups) {
+	t.Helper()
+	rdb, prefix := redistest.ClientOf(t, tp)
 	l := &lookups{}
 	return store.New(rdb, prefix, time.Second, l), rdb, prefix, l
 }
 
-func TestStringLifecycle(t *testing.T) {
+func TestStringLifecycle(t *testing.T) { eachTopology(t, testStringLifecycle) }
+
+//nolint:thelper // a test body, run once per topology.
+func testStringLifecycle(t *testing.T, tp redistest.Topology) {
 	t.Parallel()
-	s, rdb, prefix, l := newStore(t)
+	s, rdb, prefix, l := newStore(t, tp)
 	ctx := context.Background()
 
 	if _, err := s.Get(ctx, "k"); !errors.Is(err, store.ErrNotFound) {
@@ -101,9 +115,12 @@ func TestStringLifecycle(t *testing.T) {
 	}
 }
 
-func TestExpiryHappens(t *testing.T) {
+func TestExpiryHappens(t *testing.T) { eachTopology(t, testExpiryHappens) }
+
+//nolint:thelper // a test body, run once per topology.
+func testExpiryHappens(t *testing.T, tp redistest.Topology) {
 	t.Parallel()
-	s, _, _, _ := newStore(t)
+	s, _, _, _ := newStore(t, tp)
 	ctx := context.Background()
 	if err := s.Set(ctx, "short", "v", 100*time.Millisecond); err != nil {
 		t.Fatal(err)
@@ -114,9 +131,12 @@ func TestExpiryHappens(t *testing.T) {
 	}
 }
 
-func TestIncr(t *testing.T) {
+func TestIncr(t *testing.T) { eachTopology(t, testIncr) }
+
+//nolint:thelper // a test body, run once per topology.
+func testIncr(t *testing.T, tp redistest.Topology) {
 	t.Parallel()
-	s, _, _, _ := newStore(t)
+	s, _, _, _ := newStore(t, tp)
 	ctx := context.Background()
 	tests := []struct {
 		name    string
@@ -144,9 +164,12 @@ func TestIncr(t *testing.T) {
 	}
 }
 
-func TestHashLifecycle(t *testing.T) {
+func TestHashLifecycle(t *testing.T) { eachTopology(t, testHashLifecycle) }
+
+//nolint:thelper // a test body, run once per topology.
+func testHashLifecycle(t *testing.T, tp redistest.Topology) {
 	t.Parallel()
-	s, _, _, l := newStore(t)
+	s, _, _, l := newStore(t, tp)
 	ctx := context.Background()
 
 	h, err := s.HSet(ctx, "h", map[string]string{"a": "1", "b": "2"}, time.Minute)
@@ -200,9 +223,12 @@ func TestHashLifecycle(t *testing.T) {
 // TestWrongTypeChangesNothing checks both directions: a string route on a
 // hash and a hash route on a string answer ErrWrongType and leave the key
 // exactly as it was, TTL included.
-func TestWrongTypeChangesNothing(t *testing.T) {
+func TestWrongTypeChangesNothing(t *testing.T) { eachTopology(t, testWrongTypeChangesNothing) }
+
+//nolint:thelper // a test body, run once per topology.
+func testWrongTypeChangesNothing(t *testing.T, tp redistest.Topology) {
 	t.Parallel()
-	s, rdb, prefix, _ := newStore(t)
+	s, rdb, prefix, _ := newStore(t, tp)
 	ctx := context.Background()
 	if err := s.Set(ctx, "str", "v", time.Hour); err != nil {
 		t.Fatal(err)
@@ -315,9 +341,12 @@ func TestRedisFailures(t *testing.T) {
 
 // TestHSetUnderContention has many writers merge fields into one hash at
 // once: WATCH makes some retry, and every write that succeeds is kept.
-func TestHSetUnderContention(t *testing.T) {
+func TestHSetUnderContention(t *testing.T) { eachTopology(t, testHSetUnderContention) }
+
+//nolint:thelper // a test body, run once per topology.
+func testHSetUnderContention(t *testing.T, tp redistest.Topology) {
 	t.Parallel()
-	s, _, _, _ := newStore(t)
+	s, _, _, _ := newStore(t, tp)
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -352,5 +381,52 @@ func TestHSetUnderContention(t *testing.T) {
 	}
 	if len(written) != 160 {
 		t.Errorf("%d of 160 writes succeeded; with a 1s deadline all should", len(written))
+	}
+}
+
+// TestKeysSpreadOverShards checks that on a Cluster the store's keys land
+// on every primary: nothing in the key scheme pins them to one slot.
+func TestKeysSpreadOverShards(t *testing.T) {
+	t.Parallel()
+	tp := redistest.PackageCluster(t).Topology()
+	s, rdb, prefix, _ := newStore(t, tp)
+	ctx := context.Background()
+	for i := range 60 {
+		if err := s.Set(ctx, fmt.Sprintf("spread%d", i), "v", 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	perNode := map[string]int{}
+	err := rdb.(*redis.ClusterClient).ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		keys, err := c.Keys(ctx, prefix+"*").Result()
+		mu.Lock()
+		perNode[c.Options().Addr] = len(keys)
+		mu.Unlock()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(perNode) != 3 {
+		t.Fatalf("want 3 primaries, got %v", perNode)
+	}
+	for node, n := range perNode {
+		if n == 0 {
+			t.Errorf("no key on primary %s: %v", node, perNode)
+		}
+	}
+}
+
+// TestPingFollowsTheTopology checks the readiness probe's view on each
+// topology: ready while every primary answers.
+func TestPingFollowsTheTopology(t *testing.T) { eachTopology(t, testPingFollowsTheTopology) }
+
+//nolint:thelper // a test body, run once per topology.
+func testPingFollowsTheTopology(t *testing.T, tp redistest.Topology) {
+	t.Parallel()
+	s, _, _, _ := newStore(t, tp)
+	if err := s.Ping(context.Background()); err != nil {
+		t.Errorf("%s: %v", tp.Name, err)
 	}
 }
