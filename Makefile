@@ -37,7 +37,7 @@ compose-test: ## docker compose up for real, checked and torn down (starts a pri
 screenshot: ## the same run, and a headless-Chromium picture of Prometheus's hit-ratio graph in docs/ (needs chromium)
 	COMPOSE_SCREENSHOT=$(CURDIR)/docs/prometheus-hit-ratio.png $(GO) test -tags compose -count=1 -v -timeout 40m -run '^TestCompose$$' ./internal/e2e
 
-faults: ## fault tests (Redis stalled, killed, full; pool flood; shutdown; slow clients) and the hostile-input suite
+faults: ## fault tests (Redis stalled, killed, full; Cluster and Sentinel failover, resharding; pool flood; shutdown; slow clients) and the hostile-input suite
 	$(GO) test -tags faults -count=1 -v ./internal/faults
 	$(GO) test -count=1 -v -run '^(TestHostileInput|TestReadToken|TestRateLimit|TestTokenGuessingIsSlowed|TestCardinalityIsBounded|TestSecretsNeverLeak|TestNamespaceIsolation|TestRedisAuth)$$' ./internal/api ./cmd/dubebox
 
