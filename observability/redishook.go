@@ -151,6 +151,15 @@ func InstrumentRedis(rdb redis.UniversalClient, tp trace.TracerProvider, m *Metr
 	); err != nil {
 		return fmt.Errorf("redis tracing: %w", err)
 	}
-	rdb.AddHook(NewRedisHook(m, log))
+	hook := NewRedisHook(m, log)
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		// On every node, inside its redisotel span, rather than on the
+		// cluster client: a command sent to a node directly (the store's
+		// writes that wait for replicas) is then counted too, and never
+		// twice.
+		cc.OnNewNode(func(node *redis.Client) { node.AddHook(hook) })
+	} else {
+		rdb.AddHook(hook)
+	}
 	return m.Registry.Register(NewPoolCollector(rdb.PoolStats))
 }

@@ -92,7 +92,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 
-	st := store.New(rdb, cfg.Store.KeyPrefix, cfg.Store.Timeout, metrics)
+	st := store.New(rdb, cfg.Store.KeyPrefix, cfg.Store.Timeout, metrics,
+		store.WithWait(cfg.Store.WaitReplicas, cfg.Store.WaitTimeout))
 	if err := st.Ping(ctx); err != nil {
 		// Start anyway: /readyz says 503 until Redis answers, and go-redis
 		// reconnects by itself. Wrong credentials are worth their own line:

@@ -27,6 +27,7 @@ const (
 	CodeInsufficientStorage = "insufficient_storage"
 	CodeUnavailable         = "unavailable"
 	CodeTimeout             = "timeout"
+	CodeDurabilityUnknown   = "durability_unknown"
 	CodeInternal            = "internal"
 )
 
@@ -44,6 +45,7 @@ var statusOf = map[string]int{
 	CodeInsufficientStorage: http.StatusInsufficientStorage,
 	CodeUnavailable:         http.StatusServiceUnavailable,
 	CodeTimeout:             http.StatusGatewayTimeout,
+	CodeDurabilityUnknown:   http.StatusGatewayTimeout,
 	CodeInternal:            http.StatusInternalServerError,
 }
 
@@ -81,6 +83,7 @@ var storeErrors = []struct {
 	{store.ErrNotInteger, Error{Code: CodeNotInteger, Message: "the value is not an integer, or the increment would overflow a 64-bit integer"}},
 	{store.ErrInsufficientStorage, Error{Code: CodeInsufficientStorage, Message: "the store is full and refuses writes; reads still work"}},
 	{store.ErrTimeout, Error{Code: CodeTimeout, Message: "the store did not answer in time"}},
+	{store.ErrNotDurable, Error{Code: CodeDurabilityUnknown, Message: "the write is applied on the primary, but fewer replicas than REDIS_WAIT_REPLICAS acknowledged it in time: it may be lost if the primary fails now"}},
 	{store.ErrUnavailable, Error{Code: CodeUnavailable, Message: "the store is unavailable; retry shortly"}},
 }
 

@@ -232,6 +232,11 @@ func (c *Config) checkTopology() error {
 		return &Error{Var: "REDIS_DB", Value: strconv.Itoa(c.Store.DB), Reason: "a Redis Cluster has only database 0"}
 	case c.Store.ReadFromReplicas && c.Store.Topology() == "single":
 		return &Error{Var: "REDIS_READ_FROM_REPLICAS", Reason: "needs REDIS_CLUSTER_ADDRS or REDIS_SENTINEL_ADDRS"}
+	case c.Store.WaitReplicas > 0 && c.Store.WaitTimeout >= c.Store.Timeout:
+		return &Error{Var: "REDIS_WAIT_TIMEOUT", Value: c.Store.WaitTimeout.String(),
+			Reason: "must be shorter than REDIS_TIMEOUT (" + c.Store.Timeout.String() + "), which bounds the whole write"}
+	case c.Store.WaitReplicas > 0 && c.Store.ReadFromReplicas && c.Store.Topology() == "sentinel":
+		return &Error{Var: "REDIS_WAIT_REPLICAS", Reason: "cannot be combined with REDIS_READ_FROM_REPLICAS behind Sentinel"}
 	}
 	return nil
 }

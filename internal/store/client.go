@@ -40,6 +40,10 @@ type Config struct {
 	// ReadFromReplicas lets reads go to replicas (Cluster and Sentinel),
 	// which may lag behind the primary by a little.
 	ReadFromReplicas bool `env:"REDIS_READ_FROM_REPLICAS"`
+	// WaitReplicas, when positive, makes every write wait until that many
+	// replicas acknowledged it (Redis WAIT), for at most WaitTimeout.
+	WaitReplicas int           `env:"REDIS_WAIT_REPLICAS" envDefault:"0" valid:"0..16"`
+	WaitTimeout  time.Duration `env:"REDIS_WAIT_TIMEOUT" envDefault:"100ms" valid:"positive"`
 }
 
 // Topology names how the store reaches Redis: "single", "cluster" or

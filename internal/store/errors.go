@@ -30,6 +30,10 @@ var (
 	// ErrInsufficientStorage means Redis refused a write because it reached
 	// maxmemory under the noeviction policy.
 	ErrInsufficientStorage = errors.New("redis is out of memory")
+	// ErrNotDurable means a write was applied on the primary but fewer
+	// replicas than REDIS_WAIT_REPLICAS acknowledged it within
+	// REDIS_WAIT_TIMEOUT: it may be lost if the primary fails now.
+	ErrNotDurable = errors.New("write not acknowledged by enough replicas")
 )
 
 // wrap turns a go-redis error into one of the sentinels, keeping the original
@@ -46,6 +50,8 @@ func wrap(op string, err error) error {
 func classify(err error) error {
 	var netErr net.Error
 	switch {
+	case errors.Is(err, ErrNotDurable):
+		return ErrNotDurable
 	case errors.Is(err, redis.Nil):
 		return ErrNotFound
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():

@@ -44,16 +44,38 @@ type Store struct {
 	prefix  string
 	timeout time.Duration
 	lookups LookupRecorder
+	wait    waitFor
+}
+
+// waitFor is how many replicas must acknowledge a write, and for how long
+// the store waits for them (Redis's WAIT).
+type waitFor struct {
+	replicas int
+	timeout  time.Duration
+}
+
+// Option changes how a Store works.
+type Option func(*Store)
+
+// WithWait makes every write wait, before it is answered, until replicas
+// replicas acknowledged it (Redis WAIT), for at most timeout. When fewer do,
+// the write is applied on the primary but the call returns ErrNotDurable.
+func WithWait(replicas int, timeout time.Duration) Option {
+	return func(s *Store) { s.wait = waitFor{replicas: replicas, timeout: timeout} }
 }
 
 // New returns a Store that keeps every key under prefix and bounds every
 // call by timeout. lookups may be nil. On a Cluster client it also makes
 // the client follow a failover at once (see followFailovers).
-func New(rdb redis.UniversalClient, prefix string, timeout time.Duration, lookups LookupRecorder) *Store {
+func New(rdb redis.UniversalClient, prefix string, timeout time.Duration, lookups LookupRecorder, opts ...Option) *Store {
 	if cc, ok := rdb.(*redis.ClusterClient); ok {
 		followFailovers(cc)
 	}
-	return &Store{rdb: rdb, prefix: prefix, timeout: timeout, lookups: lookups}
+	s := &Store{rdb: rdb, prefix: prefix, timeout: timeout, lookups: lookups}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // String is a string value with its remaining time to live (NoExpiry when it
@@ -140,7 +162,10 @@ func (s *Store) Get(ctx context.Context, key string) (String, error) {
 func (s *Store) Set(ctx context.Context, key, value string, ttl time.Duration) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	err := s.rdb.SetArgs(ctx, s.key(key), value, redis.SetArgs{TTL: ttl, Get: true}).Err()
+	k := s.key(key)
+	err := s.write(ctx, k, func(c redis.Cmdable) redis.Cmder {
+		return c.SetArgs(ctx, k, value, redis.SetArgs{TTL: ttl, Get: true})
+	})
 	if errors.Is(err, redis.Nil) {
 		return nil
 	}
@@ -152,8 +177,13 @@ func (s *Store) Set(ctx context.Context, key, value string, ttl time.Duration) e
 func (s *Store) Incr(ctx context.Context, key string, by int64) (int64, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	n, err := s.rdb.IncrBy(ctx, s.key(key), by).Result()
-	return n, wrap("incr", err)
+	k := s.key(key)
+	var cmd *redis.IntCmd
+	err := s.write(ctx, k, func(c redis.Cmdable) redis.Cmder {
+		cmd = c.IncrBy(ctx, k, by)
+		return cmd
+	})
+	return cmd.Val(), wrap("incr", err)
 }
 
 // Delete removes the string at key.
@@ -196,7 +226,30 @@ return redis.call('PTTL', KEYS[1])
 func (s *Store) typed(ctx context.Context, key, typ, op string, ttl time.Duration) (time.Duration, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	n, err := typedScript.Run(ctx, s.rdb, []string{s.key(key)}, typ, op, ttl.Milliseconds()).Int64()
+	k := s.key(key)
+	args := []any{typ, op, ttl.Milliseconds()}
+	var cmd *redis.Cmd
+	var err error
+	if op == "pttl" {
+		// A read: nothing to wait for.
+		cmd = typedScript.Run(ctx, s.rdb, []string{k}, args...)
+		err = cmd.Err()
+	} else {
+		err = s.write(ctx, k, func(c redis.Cmdable) redis.Cmder {
+			if s.wait.replicas > 0 {
+				// In a pipeline with WAIT, EVALSHA cannot fall back to
+				// EVAL on NOSCRIPT: send the script itself.
+				cmd = typedScript.Eval(ctx, c, []string{k}, args...)
+			} else {
+				cmd = typedScript.Run(ctx, c, []string{k}, args...)
+			}
+			return cmd
+		})
+	}
+	var n int64
+	if err == nil {
+		n, err = cmd.Int64()
+	}
 	switch {
 	case err != nil:
 		return 0, wrap(op, err)
@@ -206,6 +259,59 @@ func (s *Store) typed(ctx context.Context, key, typ, op string, ttl time.Duratio
 		return 0, ErrWrongType
 	}
 	return remaining(time.Duration(n) * time.Millisecond), nil
+}
+
+// write runs one write command on key. When the store waits for replicas
+// it sends WAIT right after it, in one pipeline on one connection to the
+// key's primary: WAIT counts the replicas that have every write of its own
+// connection, so it must share the write's. The write's own error wins;
+// redis.Nil is returned as it is, for callers that expect it.
+func (s *Store) write(ctx context.Context, key string, cmd func(redis.Cmdable) redis.Cmder) error {
+	if s.wait.replicas == 0 {
+		return cmd(s.rdb).Err()
+	}
+	node, err := s.primaryFor(ctx, key)
+	if err != nil {
+		return err
+	}
+	var w redis.Cmder
+	var wait *redis.Cmd
+	_, _ = node.Pipelined(ctx, func(p redis.Pipeliner) error {
+		w = cmd(p)
+		wait = p.Do(ctx, "wait", s.wait.replicas, s.wait.timeout.Milliseconds())
+		return nil
+	})
+	if err := w.Err(); err != nil && !errors.Is(err, redis.Nil) {
+		return err
+	}
+	if err := s.waited(wait.Int64()); err != nil {
+		return err
+	}
+	return w.Err()
+}
+
+// waited turns WAIT's reply into ErrNotDurable when fewer replicas than
+// asked acknowledged the write in time.
+func (s *Store) waited(n int64, err error) error {
+	switch {
+	case err != nil:
+		return err
+	case n < int64(s.wait.replicas):
+		return fmt.Errorf("%d of %d replicas acknowledged the write within %v: %w", n, s.wait.replicas, s.wait.timeout, ErrNotDurable)
+	}
+	return nil
+}
+
+// primaryFor is a client of one connection pool that reaches key's
+// primary: on a Cluster, the primary of the key's slot.
+func (s *Store) primaryFor(ctx context.Context, key string) (*redis.Client, error) {
+	switch c := s.rdb.(type) {
+	case *redis.ClusterClient:
+		return c.MasterForKey(ctx, key)
+	case *redis.Client:
+		return c, nil
+	}
+	return nil, fmt.Errorf("REDIS_WAIT_REPLICAS: a %T cannot wait for replicas", s.rdb)
 }
 
 // remaining turns PTTL's reply into the store's convention: NoExpiry for a key
@@ -247,7 +353,14 @@ func (s *Store) HSet(ctx context.Context, key string, fields map[string]string, 
 			pttl = p.PTTL(ctx, k)
 			return nil
 		})
-		return queuedError(cmds, err)
+		if err := queuedError(cmds, err); err != nil {
+			return err
+		}
+		if s.wait.replicas == 0 {
+			return nil
+		}
+		// The transaction holds one connection: WAIT on it covers the write.
+		return s.waited(tx.Wait(ctx, s.wait.replicas, s.wait.timeout).Result())
 	}
 	// Another writer of the same key makes EXEC fail; retry until the
 	// per-call deadline. Writers that collided would collide again if they
@@ -261,7 +374,7 @@ func (s *Store) HSet(ctx context.Context, key string, fields map[string]string, 
 		time.Sleep(rand.N(time.Duration(min(attempt, 10)) * 200 * time.Microsecond)) //nolint:gosec // jitter, not a secret.
 	}
 	switch {
-	case errors.Is(err, ErrWrongType):
+	case errors.Is(err, ErrWrongType), errors.Is(err, ErrNotDurable):
 		return Hash{}, err
 	case errors.Is(err, redis.TxFailedErr):
 		return Hash{}, fmt.Errorf("hset: other writers kept changing the key until the deadline: %w", ErrUnavailable)
@@ -328,7 +441,8 @@ func (s *Store) HGet(ctx context.Context, key, field string) (string, error) {
 func (s *Store) HSetField(ctx context.Context, key, field, value string) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	return wrap("hset", s.rdb.HSet(ctx, s.key(key), field, value).Err())
+	k := s.key(key)
+	return wrap("hset", s.write(ctx, k, func(c redis.Cmdable) redis.Cmder { return c.HSet(ctx, k, field, value) }))
 }
 
 // HDelField removes one field of the hash at key; ErrNotFound when the field
@@ -336,8 +450,13 @@ func (s *Store) HSetField(ctx context.Context, key, field, value string) error {
 func (s *Store) HDelField(ctx context.Context, key, field string) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	n, err := s.rdb.HDel(ctx, s.key(key), field).Result()
-	if err == nil && n == 0 {
+	k := s.key(key)
+	var cmd *redis.IntCmd
+	err := s.write(ctx, k, func(c redis.Cmdable) redis.Cmder {
+		cmd = c.HDel(ctx, k, field)
+		return cmd
+	})
+	if err == nil && cmd.Val() == 0 {
 		err = redis.Nil
 	}
 	return wrap("hdel", err)
@@ -348,8 +467,13 @@ func (s *Store) HDelField(ctx context.Context, key, field string) error {
 func (s *Store) HIncr(ctx context.Context, key, field string, by int64) (int64, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	n, err := s.rdb.HIncrBy(ctx, s.key(key), field, by).Result()
-	return n, wrap("hincrby", err)
+	k := s.key(key)
+	var cmd *redis.IntCmd
+	err := s.write(ctx, k, func(c redis.Cmdable) redis.Cmder {
+		cmd = c.HIncrBy(ctx, k, field, by)
+		return cmd
+	})
+	return cmd.Val(), wrap("hincrby", err)
 }
 
 // HDelete removes the hash at key, leaving a string at that key alone.

@@ -430,3 +430,52 @@ func testPingFollowsTheTopology(t *testing.T, tp redistest.Topology) {
 		t.Errorf("%s: %v", tp.Name, err)
 	}
 }
+
+// TestWaitForReplicas checks WithWait on every topology and every write:
+// with as many replicas as there are, writes succeed; asking for more than
+// there are, each write is applied but answered ErrNotDurable.
+func TestWaitForReplicas(t *testing.T) { eachTopology(t, testWaitForReplicas) }
+
+//nolint:thelper // a test body, run once per topology.
+func testWaitForReplicas(t *testing.T, tp redistest.Topology) {
+	t.Parallel()
+	have := map[string]int{"single": 0, "cluster": 1, "sentinel": 2}[tp.Name]
+	rdb, prefix := redistest.ClientOf(t, tp)
+	ctx := context.Background()
+	writes := []struct {
+		name string
+		do   func(s *store.Store) error
+	}{
+		{"set", func(s *store.Store) error { return s.Set(ctx, "s", "v", 0) }},
+		{"incr", func(s *store.Store) error { _, err := s.Incr(ctx, "n", 1); return err }},
+		{"expire", func(s *store.Store) error { _, err := s.Expire(ctx, "s", time.Hour); return err }},
+		{"persist", func(s *store.Store) error { _, err := s.Persist(ctx, "s"); return err }},
+		{"hset", func(s *store.Store) error { _, err := s.HSet(ctx, "h", map[string]string{"a": "1"}, 0); return err }},
+		{"hset field", func(s *store.Store) error { return s.HSetField(ctx, "h", "b", "2") }},
+		{"hincr", func(s *store.Store) error { _, err := s.HIncr(ctx, "h", "c", 1); return err }},
+		{"hdel field", func(s *store.Store) error { return s.HDelField(ctx, "h", "b") }},
+		{"delete", func(s *store.Store) error { return s.Delete(ctx, "s") }},
+		{"hdelete", func(s *store.Store) error { return s.HDelete(ctx, "h") }},
+	}
+	enough := store.New(rdb, prefix, time.Second, nil, store.WithWait(max(have, 1), 200*time.Millisecond))
+	tooMany := store.New(rdb, prefix+"x:", time.Second, nil, store.WithWait(have+1, 50*time.Millisecond))
+	for _, w := range writes {
+		err := w.do(enough)
+		if have == 0 && !errors.Is(err, store.ErrNotDurable) {
+			t.Errorf("%s with no replica: got %v, want ErrNotDurable", w.name, err)
+		}
+		if have > 0 && err != nil {
+			t.Errorf("%s waiting for %d replica(s): %v", w.name, have, err)
+		}
+		if err := w.do(tooMany); !errors.Is(err, store.ErrNotDurable) {
+			t.Errorf("%s waiting for %d replicas of %d: got %v, want ErrNotDurable", w.name, have+1, have, err)
+		}
+	}
+	// A write answered ErrNotDurable is applied all the same.
+	if err := tooMany.Set(ctx, "applied", "yes", 0); !errors.Is(err, store.ErrNotDurable) {
+		t.Fatalf("got %v", err)
+	}
+	if got, err := rdb.Get(ctx, prefix+"x:applied").Result(); err != nil || got != "yes" {
+		t.Errorf("the write was not applied: %q %v", got, err)
+	}
+}
