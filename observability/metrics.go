@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/zap"
 )
 
 // Metrics holds DubeBox's own Prometheus registry and the collectors the
@@ -23,15 +24,16 @@ import (
 type Metrics struct {
 	Registry *prometheus.Registry
 
-	HTTPRequests  *prometheus.CounterVec
-	HTTPDuration  *prometheus.HistogramVec
-	HTTPInFlight  prometheus.Gauge
-	RateLimited   prometheus.Counter
-	CacheLookups  *prometheus.CounterVec
-	RedisCommands *prometheus.CounterVec
-	RedisDuration *prometheus.HistogramVec
-	cacheHit      map[string]prometheus.Counter
-	cacheMiss     map[string]prometheus.Counter
+	HTTPRequests   *prometheus.CounterVec
+	HTTPDuration   *prometheus.HistogramVec
+	HTTPInFlight   prometheus.Gauge
+	RateLimited    prometheus.Counter
+	CacheLookups   *prometheus.CounterVec
+	RedisCommands  *prometheus.CounterVec
+	RedisDuration  *prometheus.HistogramVec
+	RedisFailovers prometheus.Counter
+	cacheHit       map[string]prometheus.Counter
+	cacheMiss      map[string]prometheus.Counter
 
 	httpExemplars  *exemplarGate
 	redisExemplars *exemplarGate
@@ -71,13 +73,17 @@ func NewMetrics(version string, readOps []string) *Metrics {
 		}, []string{"operation", "result"}),
 		RedisCommands: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dubebox_redis_commands_total",
-			Help: "Redis commands sent, by command and status (ok, nil or error).",
-		}, []string{"command", "status"}),
+			Help: "Redis commands sent, by command, status (ok, nil or error) and node (host:port).",
+		}, []string{"command", "status", "node"}),
 		RedisDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "dubebox_redis_command_duration_seconds",
-			Help:    "Round-trip time of Redis commands (a pipeline or MULTI/EXEC counts once, as \"pipeline\").",
+			Help:    "Round-trip time of Redis commands by command and node (a pipeline or MULTI/EXEC counts once, as \"pipeline\").",
 			Buckets: redisBuckets,
-		}, []string{"command"}),
+		}, []string{"command", "node"}),
+		RedisFailovers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dubebox_redis_failovers_total",
+			Help: "Times the API found a new primary: behind Sentinel, or for a Cluster shard.",
+		}),
 		httpExemplars:  newExemplarGate(httpBuckets),
 		redisExemplars: newExemplarGate(redisBuckets),
 	}
@@ -89,7 +95,7 @@ func NewMetrics(version string, readOps []string) *Metrics {
 	buildInfo.Set(1)
 	reg.MustRegister(
 		m.HTTPRequests, m.HTTPDuration, m.HTTPInFlight, m.RateLimited, m.CacheLookups,
-		m.RedisCommands, m.RedisDuration, buildInfo,
+		m.RedisCommands, m.RedisDuration, m.RedisFailovers, buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -112,6 +118,35 @@ func (m *Metrics) Handler() http.Handler {
 		EnableOpenMetrics: true,
 		Registry:          m.Registry,
 	})
+}
+
+// Failover returns the function that reports a new primary: one warn line
+// naming the old and the new one, and dubebox_redis_failovers_total.
+func (m *Metrics) Failover(log *zap.Logger) func(old, new string) {
+	log = log.Named("redis")
+	return func(old, new string) {
+		m.RedisFailovers.Inc()
+		log.Warn("redis primary changed", zap.String("old_primary", old), zap.String("new_primary", new))
+	}
+}
+
+// Readiness registers dubebox_ready: 1 while check (the readiness probe's
+// own, store.Ping) passes, asked at each scrape. The check runs under a
+// trace context that is not sampled, so that scrapes make no traces, as
+// /metrics itself makes none.
+func (m *Metrics) Readiness(check func(context.Context) error) error {
+	unsampled := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}, Remote: true,
+	}))
+	return m.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "dubebox_ready",
+		Help: "1 while /readyz would answer 200 (Redis answers; on a Cluster, its state is ok and every primary answers), else 0.",
+	}, func() float64 {
+		if check(unsampled) != nil {
+			return 0
+		}
+		return 1
+	}))
 }
 
 // otherMethod is the method label of a request whose method is not one of

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/extra/redisotel/v9"
@@ -26,20 +28,65 @@ const SlowRedisCall = 100 * time.Millisecond
 type RedisHook struct {
 	metrics *Metrics
 	log     *zap.Logger
+	// node is the address of the Redis node this hook's client talks to:
+	// the label that tells one node's commands from another's. For a client
+	// behind Sentinel it is the primary last dialed, which a failover
+	// changes (see DialHook).
+	node atomic.Pointer[string]
+	// learn says the node is learned from the connections dialed.
+	learn bool
+	// failover is told when the node a learning hook dials changes.
+	failover func(old, new string)
 }
 
-// NewRedisHook returns a hook that records into m and logs to log.
-func NewRedisHook(m *Metrics, log *zap.Logger) *RedisHook {
-	return &RedisHook{metrics: m, log: log.Named("redis")}
+// NewRedisHook returns a hook that records into m and logs to log, for a
+// client of the node at addr ("" when it is learned from the dials).
+func NewRedisHook(m *Metrics, log *zap.Logger, addr string) *RedisHook {
+	h := &RedisHook{metrics: m, log: log.Named("redis"), learn: addr == "", failover: m.Failover(log)}
+	h.node.Store(&addr)
+	return h
 }
 
 var _ redis.Hook = (*RedisHook)(nil)
 
-// DialHook implements redis.Hook; dials are left to redisotel's span.
+// DialHook implements redis.Hook. A client behind Sentinel dials whichever
+// node is the primary (go-redis hands the hook the placeholder address
+// "FailoverClient"; the connection knows the real one): a successful dial to
+// another node than before is a failover, logged and counted once.
 func (h *RedisHook) DialHook(next redis.DialHook) redis.DialHook {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return next(ctx, network, addr)
+		conn, err := next(ctx, network, addr)
+		if err != nil || !h.learn {
+			return conn, err
+		}
+		remote := conn.RemoteAddr().String()
+		setServer(trace.SpanFromContext(ctx), remote)
+		if old := h.node.Swap(&remote); *old != "" && *old != remote {
+			h.failover(*old, remote)
+		}
+		return conn, nil
 	}
+}
+
+// setServer puts a node's address on a span as server.address and
+// server.port.
+func setServer(span trace.Span, node string) {
+	if host, port, err := net.SplitHostPort(node); err == nil {
+		p, _ := strconv.Atoi(port)
+		span.SetAttributes(semconv.ServerAddress(host), semconv.ServerPort(p))
+	}
+}
+
+// nodeLabel is the node label of this hook's commands. It is read once the
+// command has run, so that the node is known even for a client's first
+// command; a learning hook also puts it on the command's span, where
+// redisotel could not.
+func (h *RedisHook) nodeLabel(span trace.Span) string {
+	node := *h.node.Load()
+	if h.learn {
+		setServer(span, node)
+	}
+	return node
 }
 
 // ProcessHook implements redis.Hook for single commands.
@@ -51,8 +98,9 @@ func (h *RedisHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		start := time.Now()
 		err := next(ctx, cmd)
 		d := time.Since(start)
-		h.metrics.redisExemplars.observe(ctx, h.metrics.RedisDuration.WithLabelValues(name), d.Seconds())
-		h.count(name, err)
+		node := h.nodeLabel(span)
+		h.metrics.redisExemplars.observe(ctx, h.metrics.RedisDuration.WithLabelValues(name, node), d.Seconds())
+		h.count(name, node, err)
 		h.logCall(ctx, name, 1, d, err)
 		return err
 	}
@@ -63,21 +111,23 @@ func (h *RedisHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 // once under the command label "pipeline".
 func (h *RedisHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		trace.SpanFromContext(ctx).SetAttributes(semconv.DBOperationName("pipeline"))
+		span := trace.SpanFromContext(ctx)
+		span.SetAttributes(semconv.DBOperationName("pipeline"))
 		start := time.Now()
 		err := next(ctx, cmds)
 		d := time.Since(start)
-		h.metrics.redisExemplars.observe(ctx, h.metrics.RedisDuration.WithLabelValues("pipeline"), d.Seconds())
+		node := h.nodeLabel(span)
+		h.metrics.redisExemplars.observe(ctx, h.metrics.RedisDuration.WithLabelValues("pipeline", node), d.Seconds())
 		for _, c := range cmds {
-			h.count(c.Name(), c.Err())
+			h.count(c.Name(), node, c.Err())
 		}
 		h.logCall(ctx, "pipeline", len(cmds), d, err)
 		return err
 	}
 }
 
-func (h *RedisHook) count(name string, err error) {
-	h.metrics.RedisCommands.WithLabelValues(name, status(err)).Inc()
+func (h *RedisHook) count(name, node string, err error) {
+	h.metrics.RedisCommands.WithLabelValues(name, status(err), node).Inc()
 }
 
 func status(err error) string {
@@ -151,15 +201,22 @@ func InstrumentRedis(rdb redis.UniversalClient, tp trace.TracerProvider, m *Metr
 	); err != nil {
 		return fmt.Errorf("redis tracing: %w", err)
 	}
-	hook := NewRedisHook(m, log)
-	if cc, ok := rdb.(*redis.ClusterClient); ok {
+	switch c := rdb.(type) {
+	case *redis.ClusterClient:
 		// On every node, inside its redisotel span, rather than on the
-		// cluster client: a command sent to a node directly (the store's
-		// writes that wait for replicas) is then counted too, and never
-		// twice.
-		cc.OnNewNode(func(node *redis.Client) { node.AddHook(hook) })
-	} else {
-		rdb.AddHook(hook)
+		// cluster client: each node's commands carry its address, and a
+		// command sent to a node directly (the store's writes that wait
+		// for replicas) is counted too, and never twice.
+		c.OnNewNode(func(node *redis.Client) { node.AddHook(NewRedisHook(m, log, node.Options().Addr)) })
+	case *redis.Client:
+		addr := c.Options().Addr
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			// Behind Sentinel: the primary is learned from the dials.
+			addr = ""
+		}
+		c.AddHook(NewRedisHook(m, log, addr))
+	default:
+		return fmt.Errorf("redis metrics: %T not supported", rdb)
 	}
 	return m.Registry.Register(NewPoolCollector(rdb.PoolStats))
 }

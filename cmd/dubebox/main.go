@@ -93,7 +93,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 
 	st := store.New(rdb, cfg.Store.KeyPrefix, cfg.Store.Timeout, metrics,
-		store.WithWait(cfg.Store.WaitReplicas, cfg.Store.WaitTimeout))
+		store.WithWait(cfg.Store.WaitReplicas, cfg.Store.WaitTimeout),
+		store.WithFailoverReport(metrics.Failover(log)))
 	if err := st.Ping(ctx); err != nil {
 		// Start anyway: /readyz says 503 until Redis answers, and go-redis
 		// reconnects by itself. Wrong credentials are worth their own line:
@@ -103,6 +104,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			msg = "redis refused the credentials: check REDIS_USERNAME and REDIS_PASSWORD; serving 503 until they work"
 		}
 		log.Warn(msg, zap.String("redis_addr", cfg.Store.Addr), zap.Error(err))
+	}
+
+	if err := metrics.Readiness(st.Ping); err != nil {
+		return err
 	}
 
 	acfg := cfg.API

@@ -136,6 +136,9 @@ func TestRedisDownAtStart(t *testing.T) {
 	if code, _ := get(t, base+"/v1/kv/k"); code != 503 {
 		t.Errorf("GET with Redis down: %d", code)
 	}
+	if _, body := get(t, base+"/metrics"); !strings.Contains(body, "\ndubebox_ready 0\n") {
+		t.Errorf("/metrics lacks dubebox_ready 0 with Redis down")
+	}
 	if !strings.Contains(out.String(), "redis is not answering yet") {
 		t.Errorf("no start-up warning:\n%s", out)
 	}
@@ -146,6 +149,9 @@ func TestRedisDownAtStart(t *testing.T) {
 	t.Cleanup(srv.Kill)
 	if code, body := get(t, base+"/readyz"); code != 200 {
 		t.Errorf("readyz once Redis is up: %d %s", code, body)
+	}
+	if _, body := get(t, base+"/metrics"); !strings.Contains(body, "\ndubebox_ready 1\n") {
+		t.Errorf("/metrics lacks dubebox_ready 1 once Redis is up")
 	}
 }
 

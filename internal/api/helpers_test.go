@@ -34,6 +34,8 @@ type env struct {
 	metrics *observability.Metrics
 	spans   *tracetest.SpanRecorder
 	logs    *observer.ObservedLogs
+	// node is the Redis node of a single-server env, as metrics label it.
+	node string
 }
 
 type (
@@ -103,7 +105,7 @@ func build(t testing.TB, tp redistest.Topology, shared bool, opts ...option) *en
 		o(&cfg, &deps)
 	}
 	h := api.New(cfg, deps)
-	return &env{h: h, rdb: rdb, prefix: prefix, metrics: metrics, spans: spans, logs: logs}
+	return &env{h: h, rdb: rdb, prefix: prefix, metrics: metrics, spans: spans, logs: logs, node: tp.Nodes[0]}
 }
 
 // do sends one request through the router. headers are name, value pairs.

@@ -1,7 +1,10 @@
 package api_test
 
 import (
+	"fmt"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -138,10 +141,10 @@ func TestMetrics(t *testing.T) {
 		{"unmatched 404", testutil.ToFloat64(m.HTTPRequests.WithLabelValues("GET", "unmatched", "404")), 1},
 		{"get hits", testutil.ToFloat64(m.CacheLookups.WithLabelValues("get", "hit")), 2},
 		{"get misses", testutil.ToFloat64(m.CacheLookups.WithLabelValues("get", "miss")), 2},
-		{"redis set ok", testutil.ToFloat64(m.RedisCommands.WithLabelValues("set", "ok")) +
-			testutil.ToFloat64(m.RedisCommands.WithLabelValues("set", "nil")), 1},
-		{"redis get nil", testutil.ToFloat64(m.RedisCommands.WithLabelValues("get", "nil")), 2},
-		{"redis get ok", testutil.ToFloat64(m.RedisCommands.WithLabelValues("get", "ok")), 2},
+		{"redis set ok", testutil.ToFloat64(m.RedisCommands.WithLabelValues("set", "ok", e.node)) +
+			testutil.ToFloat64(m.RedisCommands.WithLabelValues("set", "nil", e.node)), 1},
+		{"redis get nil", testutil.ToFloat64(m.RedisCommands.WithLabelValues("get", "nil", e.node)), 2},
+		{"redis get ok", testutil.ToFloat64(m.RedisCommands.WithLabelValues("get", "ok", e.node)), 2},
 		{"in flight", testutil.ToFloat64(m.HTTPInFlight), 0},
 	}
 	for _, tc := range tests {
@@ -389,4 +392,66 @@ func TestRedisTrouble(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestRedisTelemetryNamesTheNode checks, on every topology, that each Redis
+// span carries the data node it went to (not a Sentinel, not go-redis's
+// "FailoverClient") and that the Redis metrics carry it as their node
+// label.
+func TestRedisTelemetryNamesTheNode(t *testing.T) {
+	t.Parallel()
+	for _, tp := range redistest.Topologies(t) {
+		t.Run(tp.Name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnvOn(t, tp)
+			for i := range 10 {
+				e.do(t, "PUT", fmt.Sprintf("/v1/kv/k%d", i), `{"value":"v"}`)
+				e.do(t, "GET", fmt.Sprintf("/v1/kv/k%d", i), "")
+			}
+			nodes := map[string]bool{}
+			for _, n := range tp.Nodes {
+				nodes[n] = true
+			}
+			seen := map[string]bool{}
+			for _, s := range e.spans.Ended() {
+				if s.SpanKind() != trace.SpanKindClient || !strings.HasPrefix(s.Name(), "redis.") && s.Name() != "set" && s.Name() != "get" {
+					continue
+				}
+				a := attrs(s)
+				addr := net.JoinHostPort(a["server.address"].AsString(), strconv.FormatInt(a["server.port"].AsInt64(), 10))
+				if !nodes[addr] {
+					t.Errorf("span %q names %s, not one of the data nodes %v", s.Name(), addr, tp.Nodes)
+				}
+				seen[addr] = true
+			}
+			if len(seen) == 0 {
+				t.Fatal("no Redis client span")
+			}
+			labelled := map[string]bool{}
+			mfs, err := e.metrics.Registry.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, mf := range mfs {
+				if mf.GetName() != "dubebox_redis_commands_total" {
+					continue
+				}
+				for _, m := range mf.GetMetric() {
+					for _, l := range m.GetLabel() {
+						if l.GetName() == "node" {
+							labelled[l.GetValue()] = true
+						}
+					}
+				}
+			}
+			for n := range labelled {
+				if !nodes[n] {
+					t.Errorf("dubebox_redis_commands_total has node=%q, not a data node of %v", n, tp.Nodes)
+				}
+			}
+			if tp.Name == "cluster" && len(labelled) < 3 {
+				t.Errorf("on a Cluster the commands went to %d primaries, want all 3: %v", len(labelled), labelled)
+			}
+		})
+	}
 }

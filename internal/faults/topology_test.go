@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"sort"
 	"strconv"
@@ -73,6 +74,36 @@ func primaries(t *testing.T, cc *redis.ClusterClient) []primary {
 		t.Fatalf("want 3 primaries, got %+v", out)
 	}
 	return out
+}
+
+// checkFailoverReported checks that the API logged the failover once, at
+// warn, naming the old and the new primary, and counted it.
+func checkFailoverReported(t *testing.T, s *service, old string) {
+	t.Helper()
+	var lines []string
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := os.ReadFile(s.proc.Log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = nil
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, `"msg":"redis primary changed"`) {
+				lines = append(lines, l)
+			}
+		}
+		if len(lines) > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], `"level":"warn"`) || !strings.Contains(lines[0], `"old_primary":"`+old+`"`) || !strings.Contains(lines[0], `"new_primary":"127.0.0.1:`) {
+		t.Errorf("want one warn line naming old primary %s and the new one, got %q", old, lines)
+	}
+	if n := s.metric("dubebox_redis_failovers_total"); n != 1 {
+		t.Errorf("dubebox_redis_failovers_total = %v, want 1", n)
+	}
 }
 
 // ackedWrites returns, for every key written with a 2xx answer, the last
@@ -221,6 +252,7 @@ func clusterPrimaryKilled(t *testing.T, wait int) {
 		t.Fatal(err)
 	}
 	cc.ReloadState(ctx)
+	checkFailoverReported(t, s, victimAddr)
 	acked := ackedWrites(recs)
 	lost := countLost(t, cc, acked)
 	if wait > 0 && lost > 0 {
@@ -301,6 +333,7 @@ func sentinelPrimaryKilled(t *testing.T, wait int) {
 
 	rdb := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: redistest.SentinelMaster, SentinelAddrs: addrs, DisableIdentity: true})
 	defer func() { _ = rdb.Close() }()
+	checkFailoverReported(t, s, old)
 	acked := ackedWrites(recs)
 	lost := countLost(t, rdb, acked)
 	sc := redis.NewSentinelClient(&redis.Options{Addr: addrs[0], DisableIdentity: true})

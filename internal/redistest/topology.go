@@ -21,7 +21,9 @@ import (
 // single server, a Cluster, or a primary with replicas behind Sentinel.
 type Topology struct {
 	Name string
-	opts redis.UniversalOptions
+	// Nodes are the data nodes' addresses (not the Sentinels').
+	Nodes []string
+	opts  redis.UniversalOptions
 }
 
 // Options returns a copy of the client options that reach the topology.
@@ -46,7 +48,7 @@ func (c *Cluster) Topology() Topology {
 	for _, n := range c.Nodes {
 		seeds = append(seeds, n.Addr)
 	}
-	return Topology{Name: "cluster", opts: redis.UniversalOptions{Addrs: seeds, IsClusterMode: true, DisableIdentity: true}}
+	return Topology{Name: "cluster", Nodes: seeds, opts: redis.UniversalOptions{Addrs: seeds, IsClusterMode: true, DisableIdentity: true}}
 }
 
 // Stop kills every node.
@@ -197,7 +199,11 @@ func (s *Sentinel) Topology() Topology {
 	for _, n := range s.Sentinels {
 		addrs = append(addrs, n.Addr)
 	}
-	return Topology{Name: "sentinel", opts: redis.UniversalOptions{Addrs: addrs, MasterName: SentinelMaster, DisableIdentity: true}}
+	nodes := []string{s.Primary.Addr}
+	for _, r := range s.Replicas {
+		nodes = append(nodes, r.Addr)
+	}
+	return Topology{Name: "sentinel", Nodes: nodes, opts: redis.UniversalOptions{Addrs: addrs, MasterName: SentinelMaster, DisableIdentity: true}}
 }
 
 // Stop kills every process.
@@ -377,13 +383,13 @@ func PackageSentinel(t testing.TB) *Sentinel {
 
 // Topology returns the options that reach s alone.
 func (s Server) Topology() Topology {
-	return Topology{Name: "single", opts: redis.UniversalOptions{Addrs: []string{s.Addr}, DisableIdentity: true}}
+	return Topology{Name: "single", Nodes: []string{s.Addr}, opts: redis.UniversalOptions{Addrs: []string{s.Addr}, DisableIdentity: true}}
 }
 
 // Single is the package's single Redis as a Topology.
 func Single(t testing.TB) Topology {
 	t.Helper()
-	return Topology{Name: "single", opts: redis.UniversalOptions{Addrs: []string{Addr(t)}, DisableIdentity: true}}
+	return Topology{Name: "single", Nodes: []string{Addr(t)}, opts: redis.UniversalOptions{Addrs: []string{Addr(t)}, DisableIdentity: true}}
 }
 
 // Topologies are the three ways of running Redis that every route must

@@ -45,6 +45,8 @@ type Store struct {
 	timeout time.Duration
 	lookups LookupRecorder
 	wait    waitFor
+	// onFailover is told when a Cluster shard's primary changes.
+	onFailover func(old, new string)
 }
 
 // waitFor is how many replicas must acknowledge a write, and for how long
@@ -57,6 +59,13 @@ type waitFor struct {
 // Option changes how a Store works.
 type Option func(*Store)
 
+// WithFailoverReport makes a Store on a Cluster call report, once per
+// change, when a shard's primary is another node than before. (Behind
+// Sentinel the client's own dials tell it: see observability.RedisHook.)
+func WithFailoverReport(report func(old, new string)) Option {
+	return func(s *Store) { s.onFailover = report }
+}
+
 // WithWait makes every write wait, before it is answered, until replicas
 // replicas acknowledged it (Redis WAIT), for at most timeout. When fewer do,
 // the write is applied on the primary but the call returns ErrNotDurable.
@@ -68,12 +77,12 @@ func WithWait(replicas int, timeout time.Duration) Option {
 // call by timeout. lookups may be nil. On a Cluster client it also makes
 // the client follow a failover at once (see followFailovers).
 func New(rdb redis.UniversalClient, prefix string, timeout time.Duration, lookups LookupRecorder, opts ...Option) *Store {
-	if cc, ok := rdb.(*redis.ClusterClient); ok {
-		followFailovers(cc)
-	}
 	s := &Store{rdb: rdb, prefix: prefix, timeout: timeout, lookups: lookups}
 	for _, o := range opts {
 		o(s)
+	}
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		followFailovers(cc, s.onFailover)
 	}
 	return s
 }
