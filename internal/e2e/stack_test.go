@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,32 +15,66 @@ import (
 )
 
 // TestStack is the end-to-end proof: it runs the stack from local processes,
-// drives mixed traffic, and runs every query of every dashboard panel.
+// drives mixed traffic, and runs every query of every dashboard panel. It
+// runs on one Redis, as Compose runs it, and on a Redis Cluster, so that
+// the Topology row's queries (per node, replication) are proven to have
+// data where they matter.
 func TestStack(t *testing.T) {
+	for _, topology := range []string{"single", "cluster"} {
+		t.Run(topology, func(t *testing.T) { stack(t, topology) })
+	}
+}
+
+//nolint:thelper // a test body, run once per topology.
+func stack(t *testing.T, topology string) {
 	prom := servicetest.Need(t, "prometheus", aptHint)
 	exporter := servicetest.Need(t, "prometheus-redis-exporter", aptHint)
 	dir := t.TempDir()
 	top := servicetest.Root()
 
-	// Redis, as Compose runs it: an LRU cache with a memory limit.
-	redisSrv, err := redistest.StartServer(dir, "--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(redisSrv.Kill)
-
 	bin := filepath.Join(dir, "dubebox")
 	if err := servicetest.Build(dir, "./cmd/dubebox"); err != nil {
 		t.Fatal(err)
 	}
-	api, base := servicetest.StartDubebox(t, bin, redisSrv.Addr, "LOG_LEVEL=info", "OTEL_TRACES_EXPORTER=none")
+	// Redis, as Compose runs it (an LRU cache with a memory limit), or a
+	// Cluster of three primaries with a replica each; one exporter per
+	// Redis node.
+	var nodes []string
+	var api *servicetest.Process
+	var base string
+	env := []string{"LOG_LEVEL=info", "OTEL_TRACES_EXPORTER=none"}
+	if topology == "cluster" {
+		c, err := redistest.StartCluster(filepath.Join(dir, "cluster"), 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Stop)
+		for _, n := range c.Nodes {
+			nodes = append(nodes, n.Addr)
+		}
+		api, base = servicetest.StartDubebox(t, bin, "", append(env, "REDIS_CLUSTER_ADDRS="+strings.Join(nodes, ","))...)
+	} else {
+		redisSrv, err := redistest.StartServer(dir, "--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(redisSrv.Kill)
+		nodes = []string{redisSrv.Addr}
+		api, base = servicetest.StartDubebox(t, bin, redisSrv.Addr, env...)
+	}
 	apiAddr := strings.TrimPrefix(base, "http://")
 	waitHTTP(t, base+"/readyz", 10*time.Second)
 
-	exporterAddr := servicetest.FreeAddr(t)
-	servicetest.Spawn(t, "redis-exporter", os.Environ(), exporter,
-		"-redis.addr", "redis://"+redisSrv.Addr, "-web.listen-address", exporterAddr)
-	waitHTTP(t, "http://"+exporterAddr+"/metrics", 10*time.Second)
+	var exporters []string
+	for i, n := range nodes {
+		addr := servicetest.FreeAddr(t)
+		servicetest.Spawn(t, fmt.Sprintf("redis-exporter-%d", i), os.Environ(), exporter,
+			"-redis.addr", "redis://"+n, "-web.listen-address", addr)
+		waitHTTP(t, "http://"+addr+"/metrics", 10*time.Second)
+		exporters = append(exporters, `"`+addr+`"`)
+	}
+	exporterAddr := strings.Join(exporters, ", ")
+	exporterAddr = strings.Trim(exporterAddr, `"`)
 
 	// The repo's prometheus.yml and alert rules, pointed at local addresses.
 	promAddr := servicetest.FreeAddr(t)
@@ -79,6 +114,10 @@ func TestStack(t *testing.T) {
 
 	checkTargets(t, promURL)
 	checkRules(t, promURL)
-	checkPanels(t, promURL, filepath.Join(top, "grafana", "dashboards"))
+	empty := map[string]string{}
+	if topology == "single" {
+		empty["Replicas and replication lag/B"] = "the single Redis has no replica, so no primary reports a replica's lag"
+	}
+	checkPanels(t, promURL, filepath.Join(top, "grafana", "dashboards"), empty)
 	checkExemplars(t, promURL, api.Log, start, time.Now())
 }
