@@ -58,26 +58,67 @@ func TestCompose(t *testing.T) {
 		pullImages(t, e, imgs)
 	}
 
-	composeFile := filepath.Join(top, "docker-compose.yml")
-	compose := func(ctx context.Context, args ...string) (string, error) {
-		return e.run(ctx, "docker-compose", append([]string{"-p", composeProject, "-f", composeFile, "--profile", "load"}, args...)...)
+	t.Run("stack", func(t *testing.T) { composeStack(t, e, top) })
+	t.Run("cluster", func(t *testing.T) { composeCluster(t, e, top) })
+}
+
+// project is one Compose file brought up under its own project name.
+type project struct {
+	e     *engine
+	name  string
+	args  []string // -p, -f and profiles
+	ended bool
+}
+
+func newProject(t *testing.T, e *engine, name, file string, profiles ...string) *project {
+	t.Helper()
+	p := &project{e: e, name: name, args: []string{"-p", name, "-f", file}}
+	for _, pr := range profiles {
+		p.args = append(p.args, "--profile", pr)
 	}
-	downDone := false
 	t.Cleanup(func() {
-		if downDone {
+		if p.ended {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		if t.Failed() {
-			out, _ := compose(ctx, "logs", "--no-color", "--tail", "40")
+			out, _ := p.compose(ctx, "logs", "--no-color", "--tail", "40")
 			t.Logf("--- the stack's last log lines:\n%s", tail(out, 6000))
 		}
-		if _, err := compose(ctx, "down", "-v", "--remove-orphans"); err != nil {
+		if _, err := p.compose(ctx, "down", "-v", "--remove-orphans"); err != nil {
 			t.Errorf("docker-compose down: %v", err)
 		}
 	})
+	return p
+}
 
+func (p *project) compose(ctx context.Context, args ...string) (string, error) {
+	return p.e.run(ctx, "docker-compose", append(append([]string{}, p.args...), args...)...)
+}
+
+// down removes the project and says what it left behind.
+func (p *project) down(t *testing.T) string {
+	t.Helper()
+	if _, err := p.compose(t.Context(), "down", "-v", "--remove-orphans"); err != nil {
+		t.Fatal(err)
+	}
+	p.ended = true
+	left := leftovers(t, p.e, p.name)
+	if left != "" {
+		t.Errorf("docker-compose down -v left %s", left)
+	}
+	return left
+}
+
+// composeStack brings up docker-compose.yml with the load profile and
+// checks it.
+//
+//nolint:thelper // a test body, run as a subtest of TestCompose.
+func composeStack(t *testing.T, e *engine, top string) {
+	composeFile := filepath.Join(top, "docker-compose.yml")
+	p := newProject(t, e, composeProject, composeFile, "load")
+	compose := p.compose
 	services := runnableServices(t, composeFile)
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
@@ -85,7 +126,7 @@ func TestCompose(t *testing.T) {
 	if _, err := compose(ctx, append([]string{"up", "-d", "--build"}, services...)...); err != nil {
 		t.Fatal(err)
 	}
-	healthy := waitHealthy(t, e, services)
+	healthy := waitHealthy(t, e, composeProject, services)
 	t.Logf("compose: %d services up in %v", len(services), time.Since(start).Round(time.Second))
 
 	sum := composeSummary{services: len(services), healthy: healthy}
@@ -128,14 +169,7 @@ func TestCompose(t *testing.T) {
 		screenshot(t, shot)
 	}
 
-	if _, err := compose(ctx, "down", "-v", "--remove-orphans"); err != nil {
-		t.Fatal(err)
-	}
-	downDone = true
-	sum.leftovers = leftovers(t, e)
-	if sum.leftovers != "" {
-		t.Errorf("docker-compose down -v left %s", sum.leftovers)
-	}
+	sum.leftovers = p.down(t)
 	t.Log(sum.String())
 }
 
@@ -211,27 +245,30 @@ func runnableServices(t *testing.T, composeFile string) []string {
 
 // waitHealthy waits until every service's container runs and those with a
 // health check report healthy, and returns how many have one.
-func waitHealthy(t *testing.T, e *engine, services []string) int {
+func waitHealthy(t *testing.T, e *engine, projectName string, services []string) int {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		states := map[string]string{}
 		withHealth, ready := 0, 0
 		for _, svc := range services {
-			out, err := e.docker(t.Context(), "ps", "-a", "--filter", "label=com.docker.compose.project="+composeProject,
+			out, err := e.docker(t.Context(), "ps", "-a", "--filter", "label=com.docker.compose.project="+projectName,
 				"--filter", "label=com.docker.compose.service="+svc, "--format", "{{.ID}}")
 			id := strings.TrimSpace(out)
 			if err != nil || id == "" {
 				states[svc] = "no container"
 				continue
 			}
-			st, _ := e.docker(t.Context(), "inspect", "--format", "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}", id)
+			st, _ := e.docker(t.Context(), "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}} {{if .State.Health}}{{.State.Health.Status}}{{end}}", id)
 			f := strings.Fields(st)
 			states[svc] = strings.TrimSpace(st)
-			if len(f) == 2 {
+			if len(f) == 3 {
 				withHealth++
 			}
-			if len(f) > 0 && f[0] == "running" && (len(f) == 1 || f[1] == "healthy") {
+			// A one-shot service (the cluster's init) is done when it has
+			// exited 0.
+			oneShotDone := len(f) >= 2 && f[0] == "exited" && f[1] == "0" && strings.HasSuffix(svc, "-init")
+			if oneShotDone || len(f) >= 2 && f[0] == "running" && (len(f) == 2 || f[2] == "healthy") {
 				ready++
 			}
 		}
@@ -650,11 +687,11 @@ func imageMiB(t *testing.T, e *engine, image string) float64 {
 
 // leftovers lists the project's containers, networks and volumes still
 // there.
-func leftovers(t *testing.T, e *engine) string {
+func leftovers(t *testing.T, e *engine, projectName string) string {
 	t.Helper()
 	var left []string
 	for _, kind := range []string{"container", "network", "volume"} {
-		args := []string{kind, "ls", "-q", "--filter", "label=com.docker.compose.project=" + composeProject}
+		args := []string{kind, "ls", "-q", "--filter", "label=com.docker.compose.project=" + projectName}
 		if kind == "container" {
 			args = append(args, "-a")
 		}

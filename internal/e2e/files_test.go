@@ -65,10 +65,20 @@ type composeService struct {
 func TestComposeFile(t *testing.T) {
 	dc := servicetest.Need(t, "docker-compose", aptHint)
 	top := servicetest.Root()
-	cmd := exec.Command(dc, "config", "-q")
-	cmd.Dir = top
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("docker-compose config -q: %v\n%s", err, out)
+	for _, file := range []string{"docker-compose.yml", "docker-compose.cluster.yml"} {
+		cmd := exec.Command(dc, "-f", file, "config", "-q")
+		cmd.Dir = top
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("docker-compose -f %s config -q: %v\n%s", file, err, out)
+		}
+	}
+	cluster, err := os.ReadFile(filepath.Join(top, "docker-compose.cluster.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := string(cluster); strings.Contains(c, "--requirepass") || !strings.Contains(c, `"127.0.0.1:5000:5000"`) ||
+		!strings.Contains(c, "REDIS_CLUSTER_ADDRS") || !strings.Contains(c, "deploy/compose/haproxy.cfg") {
+		t.Errorf("docker-compose.cluster.yml: want the password off the command line, the load balancer on 127.0.0.1:5000, REDIS_CLUSTER_ADDRS and the haproxy config")
 	}
 
 	b, err := os.ReadFile(filepath.Join(top, "docker-compose.yml"))

@@ -36,7 +36,7 @@ import (
 // debianPackages are the programs the stand-ins run, installed with
 // debootstrap into one root file system that every Debian-based stand-in
 // shares as its base.
-var debianPackages = []string{"redis-server", "redis-tools", "prometheus", "prometheus-redis-exporter", "ca-certificates", "tzdata"}
+var debianPackages = []string{"redis-server", "redis-tools", "prometheus", "prometheus-redis-exporter", "haproxy", "ca-certificates", "tzdata"}
 
 const debianSuite = "bookworm"
 
@@ -62,22 +62,24 @@ func readImages(t *testing.T, top string) images {
 			t.Fatalf("the Dockerfile's run stages use %s and %s; this test makes one run-stage base", f[1], imgs.runtime)
 		}
 	}
-	raw, err := os.ReadFile(filepath.Join(top, "docker-compose.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cf struct {
-		Services map[string]struct {
-			Image string         `yaml:"image"`
-			Build map[string]any `yaml:"build"`
-		} `yaml:"services"`
-	}
-	if err := yaml.Unmarshal(raw, &cf); err != nil {
-		t.Fatal(err)
-	}
-	for name, s := range cf.Services {
-		if s.Build == nil {
-			imgs.services[name] = s.Image
+	for _, file := range []string{"docker-compose.yml", "docker-compose.cluster.yml"} {
+		raw, err := os.ReadFile(filepath.Join(top, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cf struct {
+			Services map[string]struct {
+				Image string         `yaml:"image"`
+				Build map[string]any `yaml:"build"`
+			} `yaml:"services"`
+		}
+		if err := yaml.Unmarshal(raw, &cf); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		for name, s := range cf.Services {
+			if s.Build == nil {
+				imgs.services[file+"/"+name] = s.Image
+			}
 		}
 	}
 	return imgs
@@ -360,7 +362,12 @@ func buildStandins(t *testing.T, e *engine, top string, imgs images) {
 		{dst: "home/nonroot/", mode: 0o700, uid: 65532},
 	}, "USER 65532", "WORKDIR /home/nonroot")
 
+	built := map[string]bool{}
 	for service, image := range imgs.services {
+		if built[image] {
+			continue
+		}
+		built[image] = true
 		repo, _, _ := strings.Cut(image, ":")
 		switch repo {
 		case "redis":
@@ -380,6 +387,8 @@ func buildStandins(t *testing.T, e *engine, top string, imgs images) {
 			}
 			importImage(t, e, image, []tarEntry{{dst: "jaeger", src: filepath.Join(dir, "jaeger"), mode: 0o755}},
 				`ENTRYPOINT ["/jaeger"]`, "EXPOSE 4318 16686")
+		case "haproxy":
+			buildImage(t, e, image, "FROM "+base+"\nRUN mkdir -p /usr/local/etc/haproxy\nEXPOSE 5000\nCMD [\"haproxy\", \"-f\", \"/usr/local/etc/haproxy/haproxy.cfg\"]\n")
 		case "grafana/grafana":
 			// Not run: see TestCompose.
 		default:
