@@ -32,6 +32,9 @@ type Metrics struct {
 	RedisCommands  *prometheus.CounterVec
 	RedisDuration  *prometheus.HistogramVec
 	RedisFailovers prometheus.Counter
+	Redirections   *prometheus.CounterVec
+	redirectMoved  prometheus.Counter
+	redirectAsk    prometheus.Counter
 	cacheHit       map[string]prometheus.Counter
 	cacheMiss      map[string]prometheus.Counter
 
@@ -84,6 +87,10 @@ func NewMetrics(version string, readOps []string) *Metrics {
 			Name: "dubebox_redis_failovers_total",
 			Help: "Times the API found a new primary: behind Sentinel, or for a Cluster shard.",
 		}),
+		Redirections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dubebox_redis_redirections_total",
+			Help: "MOVED and ASK replies of a Redis Cluster that the client followed, by kind (moved or ask).",
+		}, []string{"kind"}),
 		httpExemplars:  newExemplarGate(httpBuckets),
 		redisExemplars: newExemplarGate(redisBuckets),
 	}
@@ -95,10 +102,12 @@ func NewMetrics(version string, readOps []string) *Metrics {
 	buildInfo.Set(1)
 	reg.MustRegister(
 		m.HTTPRequests, m.HTTPDuration, m.HTTPInFlight, m.RateLimited, m.CacheLookups,
-		m.RedisCommands, m.RedisDuration, m.RedisFailovers, buildInfo,
+		m.RedisCommands, m.RedisDuration, m.RedisFailovers, m.Redirections, buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	m.redirectMoved = m.Redirections.WithLabelValues("moved")
+	m.redirectAsk = m.Redirections.WithLabelValues("ask")
 	// Resolve the label sets of the store's read operations once: the hot
 	// path then skips WithLabelValues' hashing, and every series exists from
 	// the first scrape so that rate() and the hit ratio are never empty.

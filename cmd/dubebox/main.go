@@ -84,8 +84,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	metrics := observability.NewMetrics(version, store.ReadOps)
 
-	// go-redis has one logger per process (see RedisLogger).
+	// go-redis has one logger and one metrics recorder per process (see
+	// RedisLogger and RecordRedirections). Only a Cluster redirects; the
+	// recorder costs every command a clock reading, so it is left out
+	// elsewhere.
 	redis.SetLogger(observability.NewRedisLogger(log))
+	if cfg.Store.Topology() == "cluster" {
+		observability.RecordRedirections(metrics)
+	}
 	rdb := redis.NewUniversalClient(cfg.Store.Options())
 	defer func() { _ = rdb.Close() }()
 	if err := observability.InstrumentRedis(rdb, tp, metrics, log); err != nil {

@@ -69,7 +69,8 @@ func get(url string) (int, string, error) {
 	return resp.StatusCode, string(b), nil
 }
 
-// metric reads one unlabelled sample from /metrics.
+// metric reads one sample from /metrics: a name, or a name with its labels
+// as Prometheus writes them.
 func (s *service) metric(name string) float64 {
 	s.t.Helper()
 	_, body, err := get(s.base + "/metrics")

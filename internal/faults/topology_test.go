@@ -390,8 +390,12 @@ func TestClusterResharding(t *testing.T) {
 	if lost != 0 {
 		t.Errorf("%d of %d acknowledged writes lost by a resharding", lost, len(acked))
 	}
-	t.Logf("faults: cluster resharding: 1000 slots moved in %v under load; %d requests during it by status %v, worst %v; acknowledged writes %d, lost %d",
-		took.Round(10*time.Millisecond), len(during), counts, worst.Round(time.Millisecond), len(acked), lost)
+	moved, ask := s.metric(`dubebox_redis_redirections_total{kind="moved"}`), s.metric(`dubebox_redis_redirections_total{kind="ask"}`)
+	if moved+ask == 0 {
+		t.Errorf("no MOVED or ASK counted in dubebox_redis_redirections_total while slots moved")
+	}
+	t.Logf("faults: cluster resharding: 1000 slots moved in %v under load; %d requests during it by status %v, worst %v; redirections followed: %v MOVED, %v ASK; acknowledged writes %d, lost %d",
+		took.Round(10*time.Millisecond), len(during), counts, worst.Round(time.Millisecond), moved, ask, len(acked), lost)
 }
 
 func tailOf(s string) string {
