@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dubebox/dubebox/internal/servicetest"
 )
 
 // composeCluster brings up docker-compose.cluster.yml, six Redis nodes
@@ -30,7 +32,7 @@ func composeCluster(t *testing.T, e *engine, top string) {
 	waitHealthy(t, e, p.name, services)
 	// The load balancer admits an instance once its /readyz says the
 	// Cluster is ok.
-	if err := waitOK(apiURL+"/readyz", 90*time.Second); err != nil {
+	if err := servicetest.WaitHTTP(apiURL+"/readyz", 90*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("compose cluster: %d services up in %v", len(services), time.Since(start).Round(time.Second))
@@ -102,24 +104,4 @@ func composeCluster(t *testing.T, e *engine, top string) {
 	}
 	t.Logf("compose cluster: 6 Redis nodes, 2 API instances behind haproxy; README curls through the load balancer; writes on %d primaries; api-1 stopped: %v; down -v left %s",
 		len(primaries), codes, left)
-}
-
-// waitOK polls url until it answers 200.
-func waitOK(url string, within time.Duration) error {
-	deadline := time.Now().Add(within)
-	client := &http.Client{Timeout: 2 * time.Second}
-	for {
-		resp, err := client.Get(url) //nolint:noctx // a test's poll.
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("status %d", resp.StatusCode)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not answer 200 within %v: %w", url, within, err)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
 }

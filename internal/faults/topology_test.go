@@ -182,14 +182,18 @@ func checkFailover(t *testing.T, recs []rec, killAt time.Time, victim func(key s
 // the node timeout plus 3 s.
 // With REDIS_WAIT_REPLICAS=1 no acknowledged write is lost; with 0 the
 // loss is measured.
-func TestClusterPrimaryKilled(t *testing.T) {
+func TestClusterPrimaryKilled(t *testing.T) { eachWait(t, clusterPrimaryKilled) }
+
+// eachWait runs a failover test with REDIS_WAIT_REPLICAS 0 and 1.
+func eachWait(t *testing.T, test func(t *testing.T, wait int)) {
+	t.Helper()
 	for _, wait := range []int{0, 1} {
-		t.Run(fmt.Sprintf("REDIS_WAIT_REPLICAS=%d", wait), func(t *testing.T) { clusterPrimaryKilled(t, wait) })
+		t.Run(fmt.Sprintf("REDIS_WAIT_REPLICAS=%d", wait), func(t *testing.T) { test(t, wait) })
 	}
 }
 
+//nolint:thelper // a test body, run once per REDIS_WAIT_REPLICAS.
 func clusterPrimaryKilled(t *testing.T, wait int) {
-	t.Helper()
 	c, err := redistest.StartCluster(t.TempDir(), clusterNodeTimeout)
 	if err != nil {
 		t.Fatal(err)
@@ -300,14 +304,10 @@ func waitPromotion(live *redis.Client, replicaID string, killAt time.Time, withi
 // promoted, and succeed again by themselves within down-after plus 5 s.
 // With REDIS_WAIT_REPLICAS=1 no acknowledged write is lost; with 0 the
 // loss is measured.
-func TestSentinelPrimaryKilled(t *testing.T) {
-	for _, wait := range []int{0, 1} {
-		t.Run(fmt.Sprintf("REDIS_WAIT_REPLICAS=%d", wait), func(t *testing.T) { sentinelPrimaryKilled(t, wait) })
-	}
-}
+func TestSentinelPrimaryKilled(t *testing.T) { eachWait(t, sentinelPrimaryKilled) }
 
+//nolint:thelper // a test body, run once per REDIS_WAIT_REPLICAS.
 func sentinelPrimaryKilled(t *testing.T, wait int) {
-	t.Helper()
 	st, err := redistest.StartSentinel(t.TempDir(), sentinelDownAfter)
 	if err != nil {
 		t.Fatal(err)

@@ -309,17 +309,48 @@ func (s *Sentinel) waitDiscovered(within time.Duration) error {
 	}
 }
 
-// The package's Cluster and Sentinel, started on first use and stopped by
-// Main when the package's tests end.
+// fixture is a package-wide Redis setup, started on first use and stopped
+// by Main when the package's tests end.
+type fixture[T interface{ Stop() }] struct {
+	name  string
+	start func(dir string) (T, error)
+	once  sync.Once
+	v     T
+	err   error
+}
+
+func (f *fixture[T]) get(t testing.TB) T {
+	t.Helper()
+	f.once.Do(func() {
+		dir, err := os.MkdirTemp("", "redistest-"+f.name+"-")
+		if err != nil {
+			f.err = err
+			return
+		}
+		atExit(func() { _ = os.RemoveAll(dir) })
+		if f.v, f.err = f.start(dir); f.err == nil {
+			atExit(f.v.Stop)
+		}
+	})
+	if f.err != nil {
+		t.Fatalf("redistest: start the package's %s: %v", f.name, f.err)
+	}
+	return f.v
+}
+
 var (
-	clusterOnce, sentinelOnce sync.Once
-	pkgCluster                *Cluster
-	pkgSentinel               *Sentinel
-	clusterErr, sentinelErr   error
-	cleanupMu                 sync.Mutex
-	cleanups                  []func()
+	cleanupMu sync.Mutex
+	cleanups  []func()
+
+	pkgCluster = &fixture[*Cluster]{name: "cluster", start: func(dir string) (*Cluster, error) {
+		return StartCluster(dir, 2*time.Second)
+	}}
+	pkgSentinel = &fixture[*Sentinel]{name: "sentinel", start: func(dir string) (*Sentinel, error) {
+		return StartSentinel(dir, time.Second)
+	}}
 )
 
+// atExit runs f when Main ends, the last registered first.
 func atExit(f func()) {
 	cleanupMu.Lock()
 	defer cleanupMu.Unlock()
@@ -329,8 +360,8 @@ func atExit(f func()) {
 func runCleanups() {
 	cleanupMu.Lock()
 	defer cleanupMu.Unlock()
-	for _, f := range cleanups {
-		f()
+	for i := len(cleanups) - 1; i >= 0; i-- {
+		cleanups[i]()
 	}
 	cleanups = nil
 }
@@ -338,47 +369,13 @@ func runCleanups() {
 // PackageCluster is the package's Redis Cluster, started once.
 func PackageCluster(t testing.TB) *Cluster {
 	t.Helper()
-	clusterOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "redistest-cluster-")
-		if err != nil {
-			clusterErr = err
-			return
-		}
-		pkgCluster, clusterErr = StartCluster(dir, 2*time.Second)
-		atExit(func() {
-			if pkgCluster != nil {
-				pkgCluster.Stop()
-			}
-			_ = os.RemoveAll(dir)
-		})
-	})
-	if clusterErr != nil {
-		t.Fatalf("redistest: start a Redis Cluster: %v", clusterErr)
-	}
-	return pkgCluster
+	return pkgCluster.get(t)
 }
 
 // PackageSentinel is the package's Sentinel setup, started once.
 func PackageSentinel(t testing.TB) *Sentinel {
 	t.Helper()
-	sentinelOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "redistest-sentinel-")
-		if err != nil {
-			sentinelErr = err
-			return
-		}
-		pkgSentinel, sentinelErr = StartSentinel(dir, time.Second)
-		atExit(func() {
-			if pkgSentinel != nil {
-				pkgSentinel.Stop()
-			}
-			_ = os.RemoveAll(dir)
-		})
-	})
-	if sentinelErr != nil {
-		t.Fatalf("redistest: start Sentinel: %v", sentinelErr)
-	}
-	return pkgSentinel
+	return pkgSentinel.get(t)
 }
 
 // Topology returns the options that reach s alone.
