@@ -125,7 +125,9 @@ func New(cfg Config, deps Deps) http.Handler {
 	// segment (and is then refused by key validation) instead of silently
 	// routing a request somewhere else.
 	r.UseRawPath = true
-	r.UnescapePathValues = true
+	// Gin would unescape path values as a query string, turning '+' into a
+	// space; param unescapes them as a path does.
+	r.UnescapePathValues = false
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.HandleMethodNotAllowed = true

@@ -123,6 +123,16 @@ func TestRoutes(t *testing.T) {
 		{name: "key with control char", req: req{"GET", "/v1/kv/a%01b", ""}, status: 400, wantCode: "invalid_argument"},
 		{name: "key with newline", req: req{"GET", "/v1/kv/a%0Ab", ""}, status: 400, wantCode: "invalid_argument"},
 		{name: "key with encoded slash", req: req{"GET", "/v1/kv/a%2Fttl", ""}, status: 400, wantCode: "invalid_argument"},
+		// A path is not a query string: '+' is a plus, with or without
+		// other escapes in the path (the fuzzer found it turned into a space).
+		{name: "key with plus", req: req{"PUT", "/v1/kv/a+b", `{"value":"v"}`}, status: 200,
+			want: `{"key":"a+b","value":"v","ttl_seconds":-1}`},
+		{name: "key with plus and escapes", req: req{"PUT", "/v1/kv/a+b%2Cc%20d", `{"value":"v"}`}, status: 200,
+			want: `{"key":"a+b,c d","value":"v","ttl_seconds":-1}`},
+		{name: "seed value with plus", req: req{"GET", "/set/k%2C/1+1", ""}, status: 200,
+			want: `{"message":"Stored k, → 1+1 in Redis"}`},
+		{name: "field with plus and escapes", req: req{"PUT", "/v1/hash/h/f+%2C", `{"value":"v"}`}, status: 200,
+			want: `{"key":"h","field":"f+,","value":"v"}`},
 		{name: "key invalid utf-8", req: req{"GET", "/v1/kv/a%FFb", ""}, status: 400, wantCode: "invalid_argument"},
 		{name: "field too long", req: req{"PUT", "/v1/hash/h/" + strings.Repeat("f", 33), `{"value":"v"}`}, status: 400, wantCode: "invalid_argument"},
 		{name: "hash field name with NUL", req: req{"PUT", "/v1/hash/h", `{"fields":{"a\u0000":"v"}}`}, status: 400, wantCode: "invalid_argument"},

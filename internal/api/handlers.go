@@ -15,7 +15,10 @@ func (h *handler) seedSet(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	value := c.Param("value")
+	value, err := param(c, "value")
+	if err != nil {
+		return err
+	}
 	if err := h.checkValue(value); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -43,8 +44,22 @@ func checkName(what, s string, maxBytes int) error {
 	return nil
 }
 
+// param is the path parameter name, unescaped as a path segment: %XX
+// sequences are decoded and '+' stays '+'. (The router matches the escaped
+// path, so an encoded slash stays inside its segment.)
+func param(c *gin.Context, name string) (string, error) {
+	v, err := url.PathUnescape(c.Param(name))
+	if err != nil {
+		return "", invalid(name + " is not a valid percent-encoded path segment")
+	}
+	return v, nil
+}
+
 func (h *handler) key(c *gin.Context) (string, error) {
-	k := c.Param("key")
+	k, err := param(c, "key")
+	if err != nil {
+		return "", err
+	}
 	return k, checkName("key", k, h.cfg.MaxKeyBytes)
 }
 
@@ -53,7 +68,10 @@ func (h *handler) keyField(c *gin.Context) (string, string, error) {
 	if err != nil {
 		return "", "", err
 	}
-	f := c.Param("field")
+	f, err := param(c, "field")
+	if err != nil {
+		return "", "", err
+	}
 	return k, f, checkName("field", f, h.cfg.MaxKeyBytes)
 }
 
