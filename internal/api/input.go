@@ -45,10 +45,17 @@ func checkName(what, s string, maxBytes int) error {
 }
 
 // param is the path parameter name, unescaped as a path segment: %XX
-// sequences are decoded and '+' stays '+'. (The router matches the escaped
-// path, so an encoded slash stays inside its segment.)
+// sequences are decoded and '+' stays '+'. The router matches the escaped
+// path (URL.RawPath) when the request has one, so that an encoded slash
+// stays inside its segment, and then the value is still escaped; without
+// one (net/http leaves RawPath empty when the path is escaped the default
+// way) the value comes from the decoded path and is used as it is.
 func param(c *gin.Context, name string) (string, error) {
-	v, err := url.PathUnescape(c.Param(name))
+	v := c.Param(name)
+	if c.Request.URL.RawPath == "" {
+		return v, nil
+	}
+	v, err := url.PathUnescape(v)
 	if err != nil {
 		return "", invalid(name + " is not a valid percent-encoded path segment")
 	}
