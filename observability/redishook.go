@@ -21,10 +21,11 @@ import (
 const SlowRedisCall = 100 * time.Millisecond
 
 // RedisHook is a go-redis hook that counts and times every command into
-// Metrics and logs it: at debug normally, at warn past SlowRedisCall. Add it after redisotel's hook so that it runs inside the
-// command's span: it then names the operation on that span and its exemplars
-// and log lines carry the trace id. It never looks at arguments, so values
-// cannot leak through it.
+// Metrics, by command and node, and logs it: at debug normally, at warn past
+// SlowRedisCall. Add it after redisotel's hook so that it runs inside the
+// command's span: it then names the operation and the node on that span, and
+// its exemplars and log lines carry the trace id. It never looks at
+// arguments, so values cannot leak through it.
 type RedisHook struct {
 	metrics *Metrics
 	log     *zap.Logger

@@ -156,7 +156,7 @@ func TestReadToken(t *testing.T) {
 		{"read seed set", "GET", "/set/k/w", "", 403, "forbidden"},
 	}
 	for _, tc := range tests {
-		// The seed's /set writes through a GET: a read token must not.
+		// The tutorial's /set writes through a GET: a read token must not.
 		w := e.do(t, tc.method, tc.path, tc.body, read...)
 		if w.Code != tc.status {
 			t.Errorf("%s: got %d, want %d", tc.name, w.Code, tc.status)

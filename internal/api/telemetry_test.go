@@ -198,7 +198,7 @@ func countExemplars(t *testing.T, h *dto.Histogram) int {
 }
 
 // TestAccessLog checks the fields of the access line, that it carries the
-// trace of the request, and that a value in the seed's path is redacted.
+// trace of the request, and that a value in the tutorial's /set path is redacted.
 func TestAccessLog(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "")

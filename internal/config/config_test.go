@@ -70,7 +70,7 @@ func TestRedisAddress(t *testing.T) {
 		{name: "REDIS_ADDR", env: map[string]string{"REDIS_ADDR": "cache:6380"}, addr: "cache:6380"},
 		{name: "seed host and port", env: map[string]string{"REDIS_HOST": "redis", "REDIS_PORT": "6390"}, addr: "redis:6390"},
 		{name: "seed host only", env: map[string]string{"REDIS_HOST": "redis"}, addr: "redis:6379"},
-		{name: "REDIS_ADDR wins over the seed's", env: map[string]string{"REDIS_ADDR": "a:1", "REDIS_HOST": "b"}, addr: "a:1"},
+		{name: "REDIS_ADDR wins over the tutorial's", env: map[string]string{"REDIS_ADDR": "a:1", "REDIS_HOST": "b"}, addr: "a:1"},
 		{name: "password and db", env: map[string]string{"REDIS_PASSWORD": "pw", "REDIS_DB": "3"}, addr: "localhost:6379", password: "pw", db: 3},
 		{name: "URL", env: map[string]string{"REDIS_URL": "redis://u:p@r.example:7000/2"}, addr: "r.example:7000", user: "u", password: "p", db: 2},
 		{name: "URL without port", env: map[string]string{"REDIS_URL": "rediss://r.example"}, addr: "r.example:6379", tls: true},
