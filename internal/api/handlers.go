@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/dubebox/dubebox/internal/store"
 	"github.com/gin-gonic/gin"
@@ -132,11 +133,7 @@ func (h *handler) getTTL(c *gin.Context) error {
 		return err
 	}
 	d, err := h.store.TTL(c.Request.Context(), key)
-	if err != nil {
-		return err
-	}
-	c.JSON(http.StatusOK, ttlResponse{Key: key, TTLSeconds: ttlSeconds(d)})
-	return nil
+	return ttlReply(c, key, d, err)
 }
 
 type putTTLRequest struct {
@@ -160,11 +157,7 @@ func (h *handler) putTTL(c *gin.Context) error {
 		return err
 	}
 	d, err := h.store.Expire(c.Request.Context(), key, ttl)
-	if err != nil {
-		return err
-	}
-	c.JSON(http.StatusOK, ttlResponse{Key: key, TTLSeconds: ttlSeconds(d)})
-	return nil
+	return ttlReply(c, key, d, err)
 }
 
 func (h *handler) deleteTTL(c *gin.Context) error {
@@ -173,6 +166,11 @@ func (h *handler) deleteTTL(c *gin.Context) error {
 		return err
 	}
 	d, err := h.store.Persist(c.Request.Context(), key)
+	return ttlReply(c, key, d, err)
+}
+
+// ttlReply answers a TTL route: the key's TTL after the operation, or err.
+func ttlReply(c *gin.Context, key string, d time.Duration, err error) error {
 	if err != nil {
 		return err
 	}

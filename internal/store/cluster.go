@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -146,12 +145,8 @@ func (h *reloadHook) refreshPrimaries() (ok, pending bool) {
 }
 
 // nodeTrouble says whether err means a node could not be reached or did not
-// answer, rather than a reply.
+// answer, rather than a reply: classify's two sentinels for that.
 func nodeTrouble(err error) bool {
-	var rerr redis.Error
-	if errors.As(err, &rerr) {
-		return errors.Is(classify(err), ErrUnavailable)
-	}
-	var netErr net.Error
-	return errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded) || errors.Is(classify(err), ErrUnavailable)
+	c := classify(err)
+	return errors.Is(c, ErrUnavailable) || errors.Is(c, ErrTimeout)
 }
