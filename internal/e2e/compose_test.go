@@ -137,8 +137,7 @@ func composeStack(t *testing.T, e *engine, top string) {
 	t.Logf("traffic: %d requests by status %v", stats.total, stats.byStatus)
 	time.Sleep(11 * time.Second) // two more scrapes
 
-	sum.targetsUp, sum.targets = countTargets(t, promURL)
-	checkTargets(t, promURL)
+	sum.targetsUp, sum.targets = checkTargets(t, promURL)
 	checkRules(t, promURL)
 	sum.dashboards = validateDashboards(t, filepath.Join(top, "grafana", "dashboards"))
 	checkPanels(t, promURL, filepath.Join(top, "grafana", "dashboards"), map[string]string{
@@ -155,8 +154,7 @@ func composeStack(t *testing.T, e *engine, top string) {
 		t.Fatal(err)
 	}
 	writeFile(t, apiLog, stripComposePrefixes(logs))
-	sum.exemplars = countExemplars(t, promURL, trafficStart, until)
-	checkExemplars(t, promURL, apiLog, trafficStart, until)
+	sum.exemplars = checkExemplars(t, promURL, apiLog, trafficStart, until)
 	sum.traces, sum.tracesChecked = checkTraces(t)
 	sum.requests = promScalar(t, promURL, "sum(dubebox_http_requests_total)")
 
@@ -449,41 +447,6 @@ func stripComposePrefixes(logs string) string {
 		}
 	}
 	return b.String()
-}
-
-func countTargets(t *testing.T, prom string) (up, all int) {
-	t.Helper()
-	var data struct {
-		ActiveTargets []struct {
-			Health string `json:"health"`
-		} `json:"activeTargets"`
-	}
-	if err := json.Unmarshal(promGet(t, prom+"/api/v1/targets").Data, &data); err != nil {
-		t.Fatal(err)
-	}
-	for _, tg := range data.ActiveTargets {
-		if tg.Health == "up" {
-			up++
-		}
-	}
-	return up, len(data.ActiveTargets)
-}
-
-func countExemplars(t *testing.T, prom string, since, until time.Time) int {
-	t.Helper()
-	q := url.Values{}
-	q.Set("query", "dubebox_http_request_duration_seconds_bucket")
-	q.Set("start", strconv.FormatInt(since.Add(-time.Minute).Unix(), 10))
-	q.Set("end", strconv.FormatInt(until.Unix(), 10))
-	var data []struct {
-		Exemplars []json.RawMessage `json:"exemplars"`
-	}
-	_ = json.Unmarshal(promGet(t, prom+"/api/v1/query_exemplars?"+q.Encode()).Data, &data)
-	n := 0
-	for _, s := range data {
-		n += len(s.Exemplars)
-	}
-	return n
 }
 
 func promScalar(t *testing.T, prom, expr string) float64 {

@@ -159,7 +159,9 @@ func promGet(t *testing.T, u string) promResponse {
 	return pr
 }
 
-func checkTargets(t *testing.T, promURL string) {
+// checkTargets checks that every scrape target is up, for each job, and
+// returns how many are up of how many.
+func checkTargets(t *testing.T, promURL string) (up, all int) {
 	t.Helper()
 	var data struct {
 		ActiveTargets []struct {
@@ -175,7 +177,9 @@ func checkTargets(t *testing.T, promURL string) {
 	jobs := map[string]bool{}
 	for _, tg := range data.ActiveTargets {
 		jobs[tg.Labels["job"]] = true
-		if tg.Health != "up" {
+		if tg.Health == "up" {
+			up++
+		} else {
 			t.Errorf("target %s is %s: %s", tg.Labels["job"], tg.Health, tg.LastError)
 		}
 	}
@@ -184,6 +188,7 @@ func checkTargets(t *testing.T, promURL string) {
 			t.Errorf("no scrape target for job %s", j)
 		}
 	}
+	return up, len(data.ActiveTargets)
 }
 
 func checkRules(t *testing.T, promURL string) {
@@ -338,7 +343,7 @@ func parseLabelValues(def string) (metric, label string, ok bool) {
 
 // checkExemplars finds the latency histogram's exemplars in Prometheus and
 // checks that their trace ids are trace ids of requests in the API's log.
-func checkExemplars(t *testing.T, promURL, apiLog string, since, until time.Time) {
+func checkExemplars(t *testing.T, promURL, apiLog string, since, until time.Time) int {
 	t.Helper()
 	logged := map[string]bool{}
 	f, err := os.Open(apiLog)
@@ -389,6 +394,7 @@ func checkExemplars(t *testing.T, promURL, apiLog string, since, until time.Time
 	}
 	t.Logf("exemplars: %d in Prometheus, %d matching trace ids of %d logged requests", total, matched, len(logged))
 	t.Logf("e2e: %d exemplars, %d with a logged trace id", total, matched)
+	return total
 }
 
 // validateDashboards decodes every dashboard strictly into the Grafana
