@@ -11,7 +11,7 @@ LOAD_DURATION ?= 60s
 # Gin without MessagePack, which the API never uses (as the Dockerfile builds).
 BUILD_TAGS := nomsgpack
 
-.PHONY: help build run load test e2e compose-test screenshot faults bench bench-smoke fuzz lint tools up down clean
+.PHONY: help build run load test deploy-test e2e compose-test screenshot faults bench bench-smoke fuzz lint tools up down clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -25,8 +25,12 @@ run: build ## run against the Redis at REDIS_ADDR (default localhost:6379)
 load: build ## drive mixed traffic at the API on localhost:5000 for LOAD_DURATION (default 60s; LOAD_ARGS for more flags)
 	./loadgen -url $${URL:-http://localhost:5000} -duration $(LOAD_DURATION) $(LOAD_ARGS)
 
-test: ## unit and integration tests (real redis-server) with the race detector
+test: ## unit and integration tests (real redis-server) with the race detector, and deploy-test
 	$(GO) test -race -count=1 ./...
+	cd deploy && $(GO) test -count=1 ./...
+
+deploy-test: ## check the ECS template and the Helm chart (deploy/) against the service
+	cd deploy && $(GO) test -count=1 -v ./...
 
 e2e: ## the Compose stack proven with local processes (needs prometheus, prometheus-redis-exporter, docker-compose)
 	$(GO) test -tags e2e -count=1 -v ./internal/e2e
@@ -56,6 +60,7 @@ lint: tools ## gofmt, go vet and golangci-lint (config in .golangci.yml)
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo 'gofmt: run gofmt -w on the files above'; exit 1; }
 	$(GO) vet ./...
 	$(GOLANGCI_LINT) run ./...
+	cd deploy && $(GO) vet ./... && $(GOLANGCI_LINT) run ./...
 
 tools: ## install golangci-lint when missing
 	@$(GOLANGCI_LINT) version 2>/dev/null | grep -q '$(patsubst v%,%,$(GOLANGCI_LINT_VERSION))' || \

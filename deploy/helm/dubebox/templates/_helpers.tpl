@@ -1,0 +1,54 @@
+{{/* The chart's name, or nameOverride. */}}
+{{- define "dubebox.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The objects' name: the release's, with the chart's unless it holds it. */}}
+{{- define "dubebox.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else if contains (include "dubebox.name" .) .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name (include "dubebox.name" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "dubebox.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "dubebox.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "dubebox.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "dubebox.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* The settings the ConfigMap holds: the non-empty ones of .Values.config. */}}
+{{- define "dubebox.config" -}}
+{{- range $name, $value := .Values.config }}
+{{- if ne (toString $value) "" }}
+{{ $name }}: {{ toString $value | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The secret settings the chart's own Secret holds. */}}
+{{- define "dubebox.secrets" -}}
+{{- range $name, $value := .Values.secrets.values }}
+{{- if ne (toString $value) "" }}
+{{ $name }}: {{ toString $value | b64enc }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret the pods read, if any: an existing one, or the chart's own. */}}
+{{- define "dubebox.secretName" -}}
+{{- if .Values.secrets.existingSecret }}
+{{- .Values.secrets.existingSecret }}
+{{- else if trim (include "dubebox.secrets" .) }}
+{{- include "dubebox.fullname" . }}
+{{- end }}
+{{- end }}
