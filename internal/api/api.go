@@ -28,18 +28,18 @@ type Store interface {
 	Ping(ctx context.Context) error
 	Get(ctx context.Context, key string) (store.String, error)
 	Set(ctx context.Context, key, value string, ttl time.Duration) error
-	Delete(ctx context.Context, key string) error
 	Incr(ctx context.Context, key string, by int64) (int64, error)
-	TTL(ctx context.Context, key string) (time.Duration, error)
-	Expire(ctx context.Context, key string, ttl time.Duration) (time.Duration, error)
-	Persist(ctx context.Context, key string) (time.Duration, error)
+	Info(ctx context.Context, key string) (store.Info, error)
+	Delete(ctx context.Context, key, typ string) error
+	TTL(ctx context.Context, key, typ string) (time.Duration, error)
+	Expire(ctx context.Context, key, typ string, ttl time.Duration) (time.Duration, error)
+	Persist(ctx context.Context, key, typ string) (time.Duration, error)
 	HSet(ctx context.Context, key string, fields map[string]string, ttl time.Duration) (store.Hash, error)
 	HGetAll(ctx context.Context, key string) (store.Hash, error)
 	HGet(ctx context.Context, key, field string) (string, error)
 	HSetField(ctx context.Context, key, field, value string) error
 	HDelField(ctx context.Context, key, field string) error
 	HIncr(ctx context.Context, key, field string, by int64) (int64, error)
-	HDelete(ctx context.Context, key string) error
 }
 
 // Config holds what the router needs besides its dependencies. Each
@@ -173,16 +173,25 @@ func New(cfg Config, deps Deps) http.Handler {
 	kv := data.Group("/v1/kv/:key")
 	kv.PUT("", h.handle(h.putString))
 	kv.GET("", h.handle(h.getString))
-	kv.DELETE("", h.handle(h.deleteString))
-	kv.GET("/ttl", h.handle(h.getTTL))
-	kv.PUT("/ttl", h.handle(h.putTTL))
-	kv.DELETE("/ttl", h.handle(h.deleteTTL))
+	kv.DELETE("", h.handle(h.deleteKey(store.TypeString)))
+	kv.GET("/ttl", h.handle(h.getTTL(store.TypeString)))
+	kv.PUT("/ttl", h.handle(h.putTTL(store.TypeString)))
+	kv.DELETE("/ttl", h.handle(h.deleteTTL(store.TypeString)))
 	kv.POST("/incr", h.handle(h.incr))
+
+	// What every key has, whatever its type: hashes and lists get their
+	// TTL here, where no field name can collide with it.
+	keys := data.Group("/v1/keys/:key")
+	keys.GET("", h.handle(h.keyInfo))
+	keys.DELETE("", h.handle(h.deleteKey(store.AnyType)))
+	keys.GET("/ttl", h.handle(h.getTTL(store.AnyType)))
+	keys.PUT("/ttl", h.handle(h.putTTL(store.AnyType)))
+	keys.DELETE("/ttl", h.handle(h.deleteTTL(store.AnyType)))
 
 	hash := data.Group("/v1/hash/:key")
 	hash.PUT("", h.handle(h.putHash))
 	hash.GET("", h.handle(h.getHash))
-	hash.DELETE("", h.handle(h.deleteHash))
+	hash.DELETE("", h.handle(h.deleteKey(store.TypeHash)))
 	hash.GET("/:field", h.handle(h.getField))
 	hash.PUT("/:field", h.handle(h.putField))
 	hash.DELETE("/:field", h.handle(h.deleteField))

@@ -115,58 +115,89 @@ func (h *handler) getString(c *gin.Context) error {
 	return nil
 }
 
-func (h *handler) deleteString(c *gin.Context) error {
+// deleteKey deletes a key that holds typ (any type for store.AnyType).
+func (h *handler) deleteKey(typ string) func(*gin.Context) error {
+	return func(c *gin.Context) error {
+		key, err := h.key(c)
+		if err != nil {
+			return err
+		}
+		if err := h.store.Delete(c.Request.Context(), key, typ); err != nil {
+			return err
+		}
+		c.Status(http.StatusNoContent)
+		return nil
+	}
+}
+
+type keyInfoResponse struct {
+	Key        string `json:"key"`
+	Type       string `json:"type"`
+	TTLSeconds int64  `json:"ttl_seconds"`
+}
+
+func (h *handler) keyInfo(c *gin.Context) error {
 	key, err := h.key(c)
 	if err != nil {
 		return err
 	}
-	if err := h.store.Delete(c.Request.Context(), key); err != nil {
+	info, err := h.store.Info(c.Request.Context(), key)
+	if err != nil {
 		return err
 	}
-	c.Status(http.StatusNoContent)
+	c.JSON(http.StatusOK, keyInfoResponse{Key: key, Type: info.Type, TTLSeconds: ttlSeconds(info.TTL)})
 	return nil
 }
 
-func (h *handler) getTTL(c *gin.Context) error {
-	key, err := h.key(c)
-	if err != nil {
-		return err
+// getTTL reads the TTL of a key that holds typ.
+func (h *handler) getTTL(typ string) func(*gin.Context) error {
+	return func(c *gin.Context) error {
+		key, err := h.key(c)
+		if err != nil {
+			return err
+		}
+		d, err := h.store.TTL(c.Request.Context(), key, typ)
+		return ttlReply(c, key, d, err)
 	}
-	d, err := h.store.TTL(c.Request.Context(), key)
-	return ttlReply(c, key, d, err)
 }
 
 type putTTLRequest struct {
 	TTLSeconds *int64 `json:"ttl_seconds"`
 }
 
-func (h *handler) putTTL(c *gin.Context) error {
-	key, err := h.key(c)
-	if err != nil {
-		return err
+// putTTL sets the TTL of a key that holds typ.
+func (h *handler) putTTL(typ string) func(*gin.Context) error {
+	return func(c *gin.Context) error {
+		key, err := h.key(c)
+		if err != nil {
+			return err
+		}
+		var req putTTLRequest
+		if err := h.decode(c, &req, false); err != nil {
+			return err
+		}
+		if req.TTLSeconds == nil {
+			return invalid("ttl_seconds is required")
+		}
+		ttl, err := ttlFromSeconds(req.TTLSeconds)
+		if err != nil {
+			return err
+		}
+		d, err := h.store.Expire(c.Request.Context(), key, typ, ttl)
+		return ttlReply(c, key, d, err)
 	}
-	var req putTTLRequest
-	if err := h.decode(c, &req, false); err != nil {
-		return err
-	}
-	if req.TTLSeconds == nil {
-		return invalid("ttl_seconds is required")
-	}
-	ttl, err := ttlFromSeconds(req.TTLSeconds)
-	if err != nil {
-		return err
-	}
-	d, err := h.store.Expire(c.Request.Context(), key, ttl)
-	return ttlReply(c, key, d, err)
 }
 
-func (h *handler) deleteTTL(c *gin.Context) error {
-	key, err := h.key(c)
-	if err != nil {
-		return err
+// deleteTTL removes the TTL of a key that holds typ.
+func (h *handler) deleteTTL(typ string) func(*gin.Context) error {
+	return func(c *gin.Context) error {
+		key, err := h.key(c)
+		if err != nil {
+			return err
+		}
+		d, err := h.store.Persist(c.Request.Context(), key, typ)
+		return ttlReply(c, key, d, err)
 	}
-	d, err := h.store.Persist(c.Request.Context(), key)
-	return ttlReply(c, key, d, err)
 }
 
 // ttlReply answers a TTL route: the key's TTL after the operation, or err.

@@ -68,18 +68,6 @@ func (h *handler) getHash(c *gin.Context) error {
 	return nil
 }
 
-func (h *handler) deleteHash(c *gin.Context) error {
-	key, err := h.key(c)
-	if err != nil {
-		return err
-	}
-	if err := h.store.HDelete(c.Request.Context(), key); err != nil {
-		return err
-	}
-	c.Status(http.StatusNoContent)
-	return nil
-}
-
 func (h *handler) getField(c *gin.Context) error {
 	key, field, err := h.keyField(c)
 	if err != nil {

@@ -211,4 +211,7 @@ var Writes = []Write{
 	{"DELETE", "/v1/hash/:key/:field", "/v1/hash/k/f", "", 404},
 	{"POST", "/v1/hash/:key/:field/incr", "/v1/hash/k/f/incr", "", 507},
 	{"GET", "/set/:key/:value", "/set/k/v", "", 507},
+	{"DELETE", "/v1/keys/:key", "/v1/keys/k", "", 404},
+	{"PUT", "/v1/keys/:key/ttl", "/v1/keys/k/ttl", `{"ttl_seconds":60}`, 404},
+	{"DELETE", "/v1/keys/:key/ttl", "/v1/keys/k/ttl", "", 404},
 }

@@ -32,11 +32,22 @@ const (
 	OpTTL     = "ttl"
 	OpHGetAll = "hgetall"
 	OpHGet    = "hget"
+	OpType    = "type"
 )
 
 // ReadOps are every operation the store names to a LookupRecorder, so that
 // the metrics can make their series before the first read.
-var ReadOps = []string{OpGet, OpTTL, OpHGetAll, OpHGet}
+var ReadOps = []string{OpGet, OpTTL, OpHGetAll, OpHGet, OpType}
+
+// The Redis types an operation on a key may require. An operation given a
+// type leaves a key of another type alone and returns ErrWrongType; AnyType
+// accepts whatever the key holds.
+const (
+	AnyType    = "*"
+	TypeString = "string"
+	TypeHash   = "hash"
+	TypeList   = "list"
+)
 
 // Store is the Redis-backed key-value store. It is safe for concurrent use.
 type Store struct {
@@ -195,36 +206,66 @@ func (s *Store) Incr(ctx context.Context, key string, by int64) (int64, error) {
 	return cmd.Val(), wrap("incr", err)
 }
 
-// Delete removes the string at key.
-func (s *Store) Delete(ctx context.Context, key string) error {
-	_, err := s.typed(ctx, key, "string", "del", 0)
+// Delete removes the key when it holds typ.
+func (s *Store) Delete(ctx context.Context, key, typ string) error {
+	_, err := s.typed(ctx, key, typ, "del", 0)
 	return err
 }
 
-// TTL returns the string's remaining time to live.
-func (s *Store) TTL(ctx context.Context, key string) (time.Duration, error) {
-	d, err := s.typed(ctx, key, "string", "pttl", 0)
+// TTL returns the remaining time to live of the key when it holds typ.
+func (s *Store) TTL(ctx context.Context, key, typ string) (time.Duration, error) {
+	d, err := s.typed(ctx, key, typ, "pttl", 0)
 	s.lookup(OpTTL, err)
 	return d, err
 }
 
-// Expire sets the string's time to live and returns it.
-func (s *Store) Expire(ctx context.Context, key string, ttl time.Duration) (time.Duration, error) {
-	return s.typed(ctx, key, "string", "pexpire", ttl)
+// Expire sets the time to live of the key when it holds typ, and returns it.
+func (s *Store) Expire(ctx context.Context, key, typ string, ttl time.Duration) (time.Duration, error) {
+	return s.typed(ctx, key, typ, "pexpire", ttl)
 }
 
-// Persist removes the string's time to live.
-func (s *Store) Persist(ctx context.Context, key string) (time.Duration, error) {
-	return s.typed(ctx, key, "string", "persist", 0)
+// Persist removes the time to live of the key when it holds typ.
+func (s *Store) Persist(ctx context.Context, key, typ string) (time.Duration, error) {
+	return s.typed(ctx, key, typ, "persist", 0)
+}
+
+// Info is what every key has, whatever its type.
+type Info struct {
+	Type string // Redis's name: string, hash, list, set, zset, stream
+	TTL  time.Duration
+}
+
+// Info returns the key's type and TTL in one round trip.
+func (s *Store) Info(ctx context.Context, key string) (Info, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	k := s.key(key)
+	var typ *redis.StatusCmd
+	var pttl *redis.DurationCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		typ = p.Type(ctx, k)
+		pttl = p.PTTL(ctx, k)
+		return nil
+	})
+	if err == nil && typ.Val() == "none" {
+		err = redis.Nil
+	}
+	err = wrap("type", err)
+	s.lookup(OpType, err)
+	if err != nil {
+		return Info{}, err
+	}
+	return Info{Type: typ.Val(), TTL: remaining(pttl.Val())}, nil
 }
 
 // typedScript runs one key operation only when the key holds the expected
-// type, in one atomic round trip: -2 means missing, -3 another type, else it
-// returns the key's PTTL after the operation (or DEL's count).
+// type (or any, for "*"), in one atomic round trip: -2 means missing, -3
+// another type, else it returns the key's PTTL after the operation (or
+// DEL's count).
 var typedScript = redis.NewScript(`
 local t = redis.call('TYPE', KEYS[1])['ok']
 if t == 'none' then return -2 end
-if t ~= ARGV[1] then return -3 end
+if ARGV[1] ~= '*' and t ~= ARGV[1] then return -3 end
 local op = ARGV[2]
 if op == 'del' then return redis.call('DEL', KEYS[1]) end
 if op == 'pexpire' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
@@ -483,10 +524,4 @@ func (s *Store) HIncr(ctx context.Context, key, field string, by int64) (int64, 
 		return cmd
 	})
 	return cmd.Val(), wrap("hincrby", err)
-}
-
-// HDelete removes the hash at key, leaving a string at that key alone.
-func (s *Store) HDelete(ctx context.Context, key string) error {
-	_, err := s.typed(ctx, key, "hash", "del", 0)
-	return err
 }

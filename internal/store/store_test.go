@@ -89,25 +89,25 @@ func testStringLifecycle(t *testing.T, tp redistest.Topology) {
 	if got.Value != "v2" || got.TTL <= 89*time.Second || got.TTL > 90*time.Second {
 		t.Fatalf("Get after Set with TTL: got %+v", got)
 	}
-	d, err := s.Persist(ctx, "k")
+	d, err := s.Persist(ctx, "k", store.TypeString)
 	if err != nil || d != store.NoExpiry {
 		t.Fatalf("Persist: got %v, %v", d, err)
 	}
-	d, err = s.Expire(ctx, "k", 30*time.Second)
+	d, err = s.Expire(ctx, "k", store.TypeString, 30*time.Second)
 	if err != nil || d <= 29*time.Second || d > 30*time.Second {
 		t.Fatalf("Expire: got %v, %v", d, err)
 	}
-	d, err = s.TTL(ctx, "k")
+	d, err = s.TTL(ctx, "k", store.TypeString)
 	if err != nil || d <= 29*time.Second {
 		t.Fatalf("TTL: got %v, %v", d, err)
 	}
-	if err := s.Delete(ctx, "k"); err != nil {
+	if err := s.Delete(ctx, "k", store.TypeString); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Delete(ctx, "k"); !errors.Is(err, store.ErrNotFound) {
+	if err := s.Delete(ctx, "k", store.TypeString); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("second Delete: got %v, want ErrNotFound", err)
 	}
-	if _, err := s.TTL(ctx, "k"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.TTL(ctx, "k", store.TypeString); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("TTL of missing: got %v", err)
 	}
 	if got, want := l.all(), "get:miss,get:hit,get:hit,ttl:hit,ttl:miss"; got != want {
@@ -209,7 +209,7 @@ func testHashLifecycle(t *testing.T, tp redistest.Topology) {
 	if err != nil || len(h.Fields) != 2 || h.Fields["a"] != "one" || h.Fields["b"] != "42" {
 		t.Fatalf("HGetAll: got %+v, %v", h, err)
 	}
-	if err := s.HDelete(ctx, "h"); err != nil {
+	if err := s.Delete(ctx, "h", store.TypeHash); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.HGetAll(ctx, "h"); !errors.Is(err, store.ErrNotFound) {
@@ -242,10 +242,10 @@ func testWrongTypeChangesNothing(t *testing.T, tp redistest.Topology) {
 	}{
 		{"Set on hash", func() error { return s.Set(ctx, "hash", "x", time.Second) }},
 		{"Get on hash", func() error { _, err := s.Get(ctx, "hash"); return err }},
-		{"Delete on hash", func() error { return s.Delete(ctx, "hash") }},
-		{"TTL on hash", func() error { _, err := s.TTL(ctx, "hash"); return err }},
-		{"Expire on hash", func() error { _, err := s.Expire(ctx, "hash", time.Second); return err }},
-		{"Persist on hash", func() error { _, err := s.Persist(ctx, "hash"); return err }},
+		{"Delete on hash", func() error { return s.Delete(ctx, "hash", store.TypeString) }},
+		{"TTL on hash", func() error { _, err := s.TTL(ctx, "hash", store.TypeString); return err }},
+		{"Expire on hash", func() error { _, err := s.Expire(ctx, "hash", store.TypeString, time.Second); return err }},
+		{"Persist on hash", func() error { _, err := s.Persist(ctx, "hash", store.TypeString); return err }},
 		{"Incr on hash", func() error { _, err := s.Incr(ctx, "hash", 1); return err }},
 		{"HSet on string", func() error {
 			_, err := s.HSet(ctx, "str", map[string]string{"f": "v"}, time.Second)
@@ -256,7 +256,7 @@ func testWrongTypeChangesNothing(t *testing.T, tp redistest.Topology) {
 		{"HSetField on string", func() error { return s.HSetField(ctx, "str", "f", "v") }},
 		{"HDelField on string", func() error { return s.HDelField(ctx, "str", "f") }},
 		{"HIncr on string", func() error { _, err := s.HIncr(ctx, "str", "f", 1); return err }},
-		{"HDelete on string", func() error { return s.HDelete(ctx, "str") }},
+		{"HDelete on string", func() error { return s.Delete(ctx, "str", store.TypeHash) }},
 	}
 	for _, tc := range tests {
 		if err := tc.op(); !errors.Is(err, store.ErrWrongType) {
@@ -448,14 +448,14 @@ func testWaitForReplicas(t *testing.T, tp redistest.Topology) {
 	}{
 		{"set", func(s *store.Store) error { return s.Set(ctx, "s", "v", 0) }},
 		{"incr", func(s *store.Store) error { _, err := s.Incr(ctx, "n", 1); return err }},
-		{"expire", func(s *store.Store) error { _, err := s.Expire(ctx, "s", time.Hour); return err }},
-		{"persist", func(s *store.Store) error { _, err := s.Persist(ctx, "s"); return err }},
+		{"expire", func(s *store.Store) error { _, err := s.Expire(ctx, "s", store.TypeString, time.Hour); return err }},
+		{"persist", func(s *store.Store) error { _, err := s.Persist(ctx, "s", store.TypeString); return err }},
 		{"hset", func(s *store.Store) error { _, err := s.HSet(ctx, "h", map[string]string{"a": "1"}, 0); return err }},
 		{"hset field", func(s *store.Store) error { return s.HSetField(ctx, "h", "b", "2") }},
 		{"hincr", func(s *store.Store) error { _, err := s.HIncr(ctx, "h", "c", 1); return err }},
 		{"hdel field", func(s *store.Store) error { return s.HDelField(ctx, "h", "b") }},
-		{"delete", func(s *store.Store) error { return s.Delete(ctx, "s") }},
-		{"hdelete", func(s *store.Store) error { return s.HDelete(ctx, "h") }},
+		{"delete", func(s *store.Store) error { return s.Delete(ctx, "s", store.TypeString) }},
+		{"hdelete", func(s *store.Store) error { return s.Delete(ctx, "h", store.TypeHash) }},
 	}
 	enough := store.New(rdb, prefix, time.Second, nil, store.WithWait(max(have, 1), 200*time.Millisecond))
 	tooMany := store.New(rdb, prefix+"x:", time.Second, nil, store.WithWait(have+1, 50*time.Millisecond))
@@ -477,5 +477,57 @@ func testWaitForReplicas(t *testing.T, tp redistest.Topology) {
 	}
 	if got, err := rdb.Get(ctx, prefix+"x:applied").Result(); err != nil || got != "yes" {
 		t.Errorf("the write was not applied: %q %v", got, err)
+	}
+}
+
+func TestAnyType(t *testing.T) { eachTopology(t, testAnyType) }
+
+// testAnyType checks the operations every key has, whatever it holds: a
+// hash and a list get a TTL, lose it and are deleted through AnyType, and
+// Info tells each key's type.
+//
+//nolint:thelper // a test body, run once per topology.
+func testAnyType(t *testing.T, tp redistest.Topology) {
+	t.Parallel()
+	s, rdb, prefix, l := newStore(t, tp)
+	ctx := context.Background()
+	if _, err := s.HSet(ctx, "h", map[string]string{"f": "v"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	rdb.RPush(ctx, prefix+"l", "a")
+	if err := s.Set(ctx, "s", "v", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{"h": "hash", "l": "list", "s": "string"} {
+		info, err := s.Info(ctx, key)
+		if err != nil || info.Type != want {
+			t.Fatalf("Info(%s): %+v, %v; want type %s", key, info, err, want)
+		}
+	}
+	if _, err := s.Info(ctx, "none"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Info of a missing key: %v, want ErrNotFound", err)
+	}
+	for _, key := range []string{"h", "l"} {
+		if d, err := s.Expire(ctx, key, store.AnyType, 30*time.Second); err != nil || d <= 29*time.Second {
+			t.Fatalf("Expire(%s): %v, %v", key, d, err)
+		}
+		if d, err := s.TTL(ctx, key, store.AnyType); err != nil || d <= 29*time.Second {
+			t.Fatalf("TTL(%s): %v, %v", key, d, err)
+		}
+		if d, err := s.Persist(ctx, key, store.AnyType); err != nil || d != store.NoExpiry {
+			t.Fatalf("Persist(%s): %v, %v", key, d, err)
+		}
+		if err := s.Delete(ctx, key, store.AnyType); err != nil {
+			t.Fatalf("Delete(%s): %v", key, err)
+		}
+		if n := rdb.Exists(ctx, prefix+key).Val(); n != 0 {
+			t.Fatalf("%s still exists after Delete", key)
+		}
+	}
+	if _, err := s.TTL(ctx, "l", store.TypeString); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("TTL of the deleted list: %v, want ErrNotFound", err)
+	}
+	if got, want := l.all(), "type:hit,type:hit,type:hit,type:miss,ttl:hit,ttl:hit,ttl:miss"; got != want {
+		t.Fatalf("lookups: got %s, want %s", got, want)
 	}
 }
