@@ -120,6 +120,12 @@ func New(cfg Config, deps Deps) http.Handler {
 		cfg:     cfg,
 		maxBody: 2*int64(cfg.MaxValueBytes) + 64<<10,
 	}
+	doc, err := OpenAPI()
+	if err != nil {
+		// The document is embedded and the tests parse it: this is a build
+		// that was never tested.
+		panic(err)
+	}
 	r := gin.New()
 	// Match on the escaped path so that an encoded slash stays inside its
 	// segment (and is then refused by key validation) instead of silently
@@ -162,6 +168,7 @@ func New(cfg Config, deps Deps) http.Handler {
 	r.GET("/healthz", h.healthz)
 	r.GET("/readyz", h.handle(h.readyz))
 	r.GET("/metrics", gin.WrapH(deps.Metrics.Handler()))
+	r.GET("/openapi.json", func(c *gin.Context) { c.Data(http.StatusOK, "application/json", doc) })
 
 	data := r.Group("/", h.auth(newClientLimiter(authFailureRPS, authFailureBurst)))
 	if cfg.RateLimitRPS > 0 {

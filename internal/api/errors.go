@@ -79,7 +79,7 @@ var storeErrors = []struct {
 	api Error
 }{
 	{store.ErrNotFound, Error{Code: CodeNotFound, Message: "the key, or the hash field, does not exist"}},
-	{store.ErrWrongType, Error{Code: CodeWrongType, Message: "the key holds another type: use the /v1/kv routes for strings and /v1/hash for hashes"}},
+	{store.ErrWrongType, Error{Code: CodeWrongType, Message: "the key holds another type: use the /v1/kv routes for strings, /v1/hash for hashes and /v1/keys for any key"}},
 	{store.ErrNotInteger, Error{Code: CodeNotInteger, Message: "the value is not an integer, or the increment would overflow a 64-bit integer"}},
 	{store.ErrInsufficientStorage, Error{Code: CodeInsufficientStorage, Message: "the store is full and refuses writes; reads still work"}},
 	{store.ErrTimeout, Error{Code: CodeTimeout, Message: "the store did not answer in time"}},

@@ -1,8 +1,11 @@
 package api
 
 import (
+	"encoding/json"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 
 	"github.com/gin-gonic/gin"
@@ -47,5 +50,32 @@ func TestRespond(t *testing.T) {
 		if tc.status == 500 && logs.FilterMessage("request failed").Len() != 1 {
 			t.Errorf("%v: a 500 was not logged", tc.err)
 		}
+	}
+}
+
+// TestOpenAPIListsEveryErrorCode checks that the document's ErrorCode enum
+// is exactly the codes the service answers with.
+func TestOpenAPIListsEveryErrorCode(t *testing.T) {
+	t.Parallel()
+	b, err := OpenAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Components struct {
+			Schemas struct {
+				ErrorCode struct {
+					Enum []string `json:"enum"`
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	got := slices.Sorted(slices.Values(doc.Components.Schemas.ErrorCode.Enum))
+	want := slices.Sorted(maps.Keys(statusOf))
+	if !slices.Equal(got, want) {
+		t.Errorf("openapi.yaml's ErrorCode enum is %v; the service answers %v", got, want)
 	}
 }

@@ -122,6 +122,7 @@ func (e *env) do(t testing.TB, method, path, body string, headers ...string) *ht
 	}
 	w := httptest.NewRecorder()
 	e.h.ServeHTTP(w, req)
+	checkAgainstOpenAPI(t, req, []byte(body), w)
 	return w
 }
 
@@ -132,6 +133,7 @@ func (e *env) doFrom(t testing.TB, remote, method, path string) *httptest.Respon
 	req.RemoteAddr = remote
 	w := httptest.NewRecorder()
 	e.h.ServeHTTP(w, req)
+	checkAgainstOpenAPI(t, req, nil, w)
 	return w
 }
 

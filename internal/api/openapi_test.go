@@ -1,0 +1,163 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/dubebox/dubebox/internal/api"
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/gin-gonic/gin"
+)
+
+// described is the OpenAPI document and a router over it, loaded once for
+// the package's tests.
+var described = sync.OnceValues(func() (*openapiDoc, error) {
+	b, err := api.OpenAPI()
+	if err != nil {
+		return nil, err
+	}
+	doc, err := openapi3.NewLoader().LoadFromData(b)
+	if err != nil {
+		return nil, err
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		return nil, err
+	}
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		return nil, err
+	}
+	return &openapiDoc{T: doc, router: router}, nil
+})
+
+type openapiDoc struct {
+	*openapi3.T
+	router routers.Router
+}
+
+func openapiOf(t testing.TB) *openapiDoc {
+	t.Helper()
+	d, err := described()
+	if err != nil {
+		t.Fatalf("openapi.yaml: %v", err)
+	}
+	return d
+}
+
+// checkAgainstOpenAPI validates one exchange against the document: the
+// response always (its status must be one the operation declares, its body
+// its schema), and the request whenever the service accepted it. A request
+// the document cannot route (an encoded slash in a key, an unknown path or
+// method) must have been refused with the error shape.
+func checkAgainstOpenAPI(t testing.TB, req *http.Request, body []byte, w *httptest.ResponseRecorder) {
+	t.Helper()
+	if _, ok := t.(*testing.B); ok {
+		return
+	}
+	d := openapiOf(t)
+	ctx := context.Background()
+	req = req.Clone(ctx)
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	if len(body) > 0 {
+		// The service reads a body as JSON whatever its Content-Type says
+		// (curl -d sends a form type), as the document's description says.
+		req.Header.Set("Content-Type", "application/json")
+	}
+	route, params, err := d.router.FindRoute(req)
+	if err != nil {
+		if w.Code < 400 {
+			t.Errorf("%s %s answered %d but openapi.yaml does not describe it: %v", req.Method, req.URL, w.Code, err)
+			return
+		}
+		var v any
+		if jerr := json.Unmarshal(w.Body.Bytes(), &v); jerr != nil {
+			t.Errorf("%s %s answered %d without a JSON error: %q", req.Method, req.URL, w.Code, w.Body.String())
+			return
+		}
+		if verr := d.Components.Schemas["Error"].Value.VisitJSON(v); verr != nil {
+			t.Errorf("%s %s answered %d with a body that is not the Error schema: %v", req.Method, req.URL, w.Code, verr)
+		}
+		return
+	}
+	in := &openapi3filter.RequestValidationInput{
+		Request: req, PathParams: params, Route: route,
+		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc},
+	}
+	if w.Code < 300 {
+		if err := openapi3filter.ValidateRequest(ctx, in); err != nil {
+			t.Errorf("%s %s: the service accepted a request openapi.yaml calls invalid: %v", req.Method, req.URL, err)
+		}
+	}
+	out := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: in,
+		Status:                 w.Code,
+		Header:                 w.Header(),
+		Options:                &openapi3filter.Options{IncludeResponseStatus: true},
+	}
+	out.SetBodyBytes(w.Body.Bytes())
+	if err := openapi3filter.ValidateResponse(ctx, out); err != nil {
+		t.Errorf("%s %s answered %d, which openapi.yaml does not allow: %v", req.Method, req.URL, w.Code, err)
+	}
+}
+
+// TestOpenAPIDescribesEveryRoute compares the router's routes with the
+// document's operations: a route served but not described, or described but
+// not served, fails.
+func TestOpenAPIDescribesEveryRoute(t *testing.T) {
+	t.Parallel()
+	d := openapiOf(t)
+	if !strings.HasPrefix(d.OpenAPI, "3.1") {
+		t.Errorf("openapi: %s, want 3.1", d.OpenAPI)
+	}
+	e := newEnv(t, "")
+	engine, ok := e.h.(*gin.Engine)
+	if !ok {
+		t.Fatalf("api.New returned a %T, want *gin.Engine", e.h)
+	}
+	param := regexp.MustCompile(`:([a-z]+)`)
+	var served, documented []string
+	for _, r := range engine.Routes() {
+		served = append(served, r.Method+" "+param.ReplaceAllString(r.Path, "{$1}"))
+	}
+	for path, item := range d.Paths.Map() {
+		for method := range item.Operations() {
+			documented = append(documented, method+" "+path)
+		}
+	}
+	sort.Strings(served)
+	sort.Strings(documented)
+	for _, s := range served {
+		if !slices.Contains(documented, s) {
+			t.Errorf("served but not described in openapi.yaml: %s", s)
+		}
+	}
+	for _, s := range documented {
+		if !slices.Contains(served, s) {
+			t.Errorf("described in openapi.yaml but not served: %s", s)
+		}
+	}
+}
+
+// TestOpenAPIIsServed checks that /openapi.json is the document.
+func TestOpenAPIIsServed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	w := e.do(t, "GET", "/openapi.json", "")
+	want, _ := api.OpenAPI()
+	if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), want) || w.Header().Get("Content-Type") != "application/json" {
+		t.Fatalf("GET /openapi.json: %d %s, %d bytes; want 200 application/json with the document", w.Code, w.Header().Get("Content-Type"), w.Body.Len())
+	}
+}
