@@ -11,7 +11,7 @@ LOAD_DURATION ?= 60s
 # Gin without MessagePack, which the API never uses (as the Dockerfile builds).
 BUILD_TAGS := nomsgpack
 
-.PHONY: help build run load test deploy-test e2e compose-test screenshot faults bench bench-smoke fuzz lint tools up down clean
+.PHONY: help build run load test deploy-test swagger-ui e2e compose-test screenshot faults bench bench-smoke fuzz lint tools up down clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -31,6 +31,10 @@ test: ## unit and integration tests (real redis-server) with the race detector, 
 
 deploy-test: ## check the ECS template and the Helm chart (deploy/) against the service
 	cd deploy && $(GO) test -count=1 -v ./...
+
+swagger-ui: ## copy Swagger UI's files for /docs from the npm package pinned in internal/api/swaggerui (needs npm)
+	cd internal/api/swaggerui && npm ci --ignore-scripts --no-audit --no-fund && \
+		cp node_modules/swagger-ui-dist/{swagger-ui-bundle.js,swagger-ui.css,LICENSE,NOTICE,swagger-ui-bundle.js.LICENSE.txt} www/
 
 e2e: ## the Compose stack proven with local processes (needs prometheus, prometheus-redis-exporter, docker-compose)
 	$(GO) test -tags e2e -count=1 -v ./internal/e2e

@@ -169,6 +169,8 @@ func New(cfg Config, deps Deps) http.Handler {
 	r.GET("/readyz", h.handle(h.readyz))
 	r.GET("/metrics", gin.WrapH(deps.Metrics.Handler()))
 	r.GET("/openapi.json", func(c *gin.Context) { c.Data(http.StatusOK, "application/json", doc) })
+	r.GET("/docs", h.handle(h.docsAsset))
+	r.GET("/docs/:asset", h.handle(h.docsAsset))
 
 	data := r.Group("/", h.auth(newClientLimiter(authFailureRPS, authFailureBurst)))
 	if cfg.RateLimitRPS > 0 {

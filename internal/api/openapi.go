@@ -1,9 +1,14 @@
 package api
 
 import (
-	_ "embed" // the OpenAPI document
+	"embed"
 	"fmt"
+	"io/fs"
+	"mime"
+	"net/http"
+	"path"
 
+	"github.com/gin-gonic/gin"
 	"github.com/goccy/go-yaml"
 )
 
@@ -22,4 +27,36 @@ func OpenAPI() ([]byte, error) {
 		return nil, fmt.Errorf("openapi.yaml: %w", err)
 	}
 	return b, nil
+}
+
+// swaggerUI is the /docs page: Swagger UI's files as the npm package
+// swagger-ui-dist ships them (make swagger-ui copies them here), with the
+// page and its start-up script.
+//
+//go:embed swaggerui/www
+var swaggerUI embed.FS
+
+// docsPolicy lets the page load only what the binary serves: Swagger UI
+// styles itself inline and draws its icons as data: URLs.
+const docsPolicy = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
+
+// docsAsset serves /docs (the page) and /docs/:asset (its files).
+func (h *handler) docsAsset(c *gin.Context) error {
+	name := c.Param("asset")
+	if name == "" {
+		name = "index.html"
+	}
+	b, err := fs.ReadFile(swaggerUI, path.Join("swaggerui/www", path.Clean("/"+name)))
+	if err != nil {
+		return &Error{Code: CodeNotFound, Message: "no such file of the docs page"}
+	}
+	ctype := mime.TypeByExtension(path.Ext(name))
+	if ctype == "" {
+		ctype = "text/plain; charset=utf-8"
+	}
+	c.Header("Content-Security-Policy", docsPolicy)
+	c.Header("X-Content-Type-Options", "nosniff")
+	c.Header("Cache-Control", "no-cache")
+	c.Data(http.StatusOK, ctype, b)
+	return nil
 }

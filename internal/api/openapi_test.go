@@ -36,6 +36,10 @@ var described = sync.OnceValues(func() (*openapiDoc, error) {
 	if err := doc.Validate(context.Background()); err != nil {
 		return nil, err
 	}
+	// The docs page's files are text the validator reads as strings.
+	for _, ctype := range []string{"text/html", "text/javascript", "text/css"} {
+		openapi3filter.RegisterBodyDecoder(ctype, openapi3filter.FileBodyDecoder)
+	}
 	router, err := gorillamux.NewRouter(doc)
 	if err != nil {
 		return nil, err
