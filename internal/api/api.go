@@ -40,6 +40,12 @@ type Store interface {
 	HSetField(ctx context.Context, key, field, value string) error
 	HDelField(ctx context.Context, key, field string) error
 	HIncr(ctx context.Context, key, field string, by int64) (int64, error)
+	Push(ctx context.Context, key, end string, values []string, ttl time.Duration) (int64, time.Duration, error)
+	Pop(ctx context.Context, key, end string, count int) ([]string, int64, error)
+	Remove(ctx context.Context, key, value string, count int64) (removed, length int64, err error)
+	Trim(ctx context.Context, key string, start, stop int64) (int64, error)
+	Range(ctx context.Context, key string, offset, limit int64) (store.List, error)
+	Len(ctx context.Context, key string) (int64, error)
 }
 
 // Config holds what the router needs besides its dependencies. Each
@@ -205,6 +211,15 @@ func New(cfg Config, deps Deps) http.Handler {
 	hash.PUT("/:field", h.handle(h.putField))
 	hash.DELETE("/:field", h.handle(h.deleteField))
 	hash.POST("/:field/incr", h.handle(h.incrField))
+
+	list := data.Group("/v1/list/:key")
+	list.GET("", h.handle(h.getList))
+	list.DELETE("", h.handle(h.deleteKey(store.TypeList)))
+	list.GET("/length", h.handle(h.listLength))
+	list.POST("/push", h.handle(h.push))
+	list.POST("/pop", h.handle(h.pop))
+	list.POST("/remove", h.handle(h.removeValues))
+	list.POST("/trim", h.handle(h.trim))
 	return r
 }
 

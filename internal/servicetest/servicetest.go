@@ -214,4 +214,9 @@ var Writes = []Write{
 	{"DELETE", "/v1/keys/:key", "/v1/keys/k", "", 404},
 	{"PUT", "/v1/keys/:key/ttl", "/v1/keys/k/ttl", `{"ttl_seconds":60}`, 404},
 	{"DELETE", "/v1/keys/:key/ttl", "/v1/keys/k/ttl", "", 404},
+	{"POST", "/v1/list/:key/push", "/v1/list/k/push", `{"values":["v"],"ttl_seconds":60}`, 507},
+	{"POST", "/v1/list/:key/pop", "/v1/list/k/pop", "", 404},
+	{"POST", "/v1/list/:key/remove", "/v1/list/k/remove", `{"value":"v"}`, 404},
+	{"POST", "/v1/list/:key/trim", "/v1/list/k/trim", `{"start":0,"stop":1}`, 404},
+	{"DELETE", "/v1/list/:key", "/v1/list/k", "", 404},
 }

@@ -37,7 +37,7 @@ const (
 
 // ReadOps are every operation the store names to a LookupRecorder, so that
 // the metrics can make their series before the first read.
-var ReadOps = []string{OpGet, OpTTL, OpHGetAll, OpHGet, OpType}
+var ReadOps = []string{OpGet, OpTTL, OpHGetAll, OpHGet, OpType, OpLRange, OpLLen}
 
 // The Redis types an operation on a key may require. An operation given a
 // type leaves a key of another type alone and returns ErrWrongType; AnyType

@@ -531,3 +531,79 @@ func testAnyType(t *testing.T, tp redistest.Topology) {
 		t.Fatalf("lookups: got %s, want %s", got, want)
 	}
 }
+
+func TestList(t *testing.T) { eachTopology(t, testList) }
+
+// testList walks a list through its life: pushed at both ends with a TTL
+// set in the same step, paged, popped, trimmed and emptied, which removes
+// the key; and a list operation on another type changes nothing.
+//
+//nolint:thelper // a test body, run once per topology.
+func testList(t *testing.T, tp redistest.Topology) {
+	t.Parallel()
+	s, rdb, prefix, l := newStore(t, tp)
+	ctx := context.Background()
+
+	if _, err := s.Range(ctx, "l", 0, 10); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Range of a missing list: %v, want ErrNotFound", err)
+	}
+	n, ttl, err := s.Push(ctx, "l", store.Tail, []string{"b", "c"}, time.Minute)
+	if err != nil || n != 2 || ttl <= 59*time.Second {
+		t.Fatalf("Push: %d, %v, %v; want 2 with a minute's TTL", n, ttl, err)
+	}
+	if n, _, err = s.Push(ctx, "l", store.Head, []string{"a", "z"}, 0); err != nil || n != 4 {
+		t.Fatalf("Push at the head: %d, %v", n, err)
+	}
+	page, err := s.Range(ctx, "l", 1, 2)
+	if err != nil || strings.Join(page.Values, ",") != "a,b" || page.Length != 4 || page.TTL <= 58*time.Second {
+		t.Fatalf("Range(1, 2): %+v, %v; want a,b of 4, TTL kept", page, err)
+	}
+	if page, err = s.Range(ctx, "l", 10, 5); err != nil || len(page.Values) != 0 || page.Length != 4 {
+		t.Fatalf("Range past the end: %+v, %v; want an empty page of 4", page, err)
+	}
+	if _, _, err := s.Push(ctx, "l", store.Tail, []string{"a", "b", "a"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if removed, left, err := s.Remove(ctx, "l", "a", 0); err != nil || removed != 3 || left != 4 {
+		t.Fatalf("Remove a: %d removed, %d left, %v; want 3 and 4", removed, left, err)
+	}
+	if left, err := s.Trim(ctx, "l", 0, 2); err != nil || left != 3 {
+		t.Fatalf("Trim(0, 2): %d, %v; want 3", left, err)
+	}
+	vals, left, err := s.Pop(ctx, "l", store.Tail, 2)
+	if err != nil || strings.Join(vals, ",") != "c,b" || left != 1 {
+		t.Fatalf("Pop 2 from the tail: %v, %d, %v; want c,b and 1 left", vals, left, err)
+	}
+	if n, err := s.Len(ctx, "l"); err != nil || n != 1 {
+		t.Fatalf("Len: %d, %v", n, err)
+	}
+	if vals, left, err = s.Pop(ctx, "l", store.Head, 5); err != nil || strings.Join(vals, ",") != "z" || left != 0 {
+		t.Fatalf("Pop the rest: %v, %d, %v", vals, left, err)
+	}
+	if rdb.Exists(ctx, prefix+"l").Val() != 0 {
+		t.Fatal("the emptied list's key still exists")
+	}
+	if _, _, err := s.Pop(ctx, "l", store.Head, 1); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Pop of a missing list: %v, want ErrNotFound", err)
+	}
+	if _, err := s.Len(ctx, "l"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Len of a missing list: %v, want ErrNotFound", err)
+	}
+
+	// Another type: refused, untouched, and no TTL set on it.
+	if err := s.Set(ctx, "s", "v", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Push(ctx, "s", store.Tail, []string{"x"}, time.Minute); !errors.Is(err, store.ErrWrongType) {
+		t.Fatalf("Push on a string: %v, want ErrWrongType", err)
+	}
+	if _, err := s.Range(ctx, "s", 0, 1); !errors.Is(err, store.ErrWrongType) {
+		t.Fatalf("Range on a string: %v, want ErrWrongType", err)
+	}
+	if v := rdb.Get(ctx, prefix+"s").Val(); v != "v" || rdb.TTL(ctx, prefix+"s").Val() != -1 {
+		t.Fatal("a refused push changed the string or its TTL")
+	}
+	if got, want := l.all(), "lrange:miss,lrange:hit,lrange:hit,llen:hit,llen:miss"; got != want {
+		t.Fatalf("lookups: got %s, want %s", got, want)
+	}
+}
