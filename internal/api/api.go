@@ -46,6 +46,7 @@ type Store interface {
 	Trim(ctx context.Context, key string, start, stop int64) (int64, error)
 	Range(ctx context.Context, key string, offset, limit int64) (store.List, error)
 	Len(ctx context.Context, key string) (int64, error)
+	Keys(ctx context.Context, prefix, typ string, cursor store.Cursor, limit int) ([]string, *store.Cursor, error)
 }
 
 // Config holds what the router needs besides its dependencies. Each
@@ -196,6 +197,7 @@ func New(cfg Config, deps Deps) http.Handler {
 
 	// What every key has, whatever its type: hashes and lists get their
 	// TTL here, where no field name can collide with it.
+	data.GET("/v1/keys", h.handle(h.listKeys))
 	keys := data.Group("/v1/keys/:key")
 	keys.GET("", h.handle(h.keyInfo))
 	keys.DELETE("", h.handle(h.deleteKey(store.AnyType)))

@@ -607,3 +607,75 @@ func testList(t *testing.T, tp redistest.Topology) {
 		t.Fatalf("lookups: got %s, want %s", got, want)
 	}
 }
+
+func TestKeys(t *testing.T) { eachTopology(t, testKeys) }
+
+// testKeys lists keys page by page until the cursor ends: every key under
+// the user's prefix once (on a Cluster, from every primary), none outside
+// it, glob characters matched literally, and the type filter applied.
+//
+//nolint:thelper // a test body, run once per topology.
+func testKeys(t *testing.T, tp redistest.Topology) {
+	t.Parallel()
+	s, rdb, _, _ := newStore(t, tp)
+	ctx := context.Background()
+	want := map[string]bool{}
+	for i := range 60 {
+		k := fmt.Sprintf("user:%d", i)
+		if err := s.Set(ctx, k, "v", 0); err != nil {
+			t.Fatal(err)
+		}
+		want[k] = true
+	}
+	if _, err := s.HSet(ctx, "user:h", map[string]string{"f": "v"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	want["user:h"] = true
+	for _, k := range []string{"other:1", "user*x", "user?"} {
+		if err := s.Set(ctx, k, "v", 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rdb.Set(ctx, "user:outside-the-prefix", "v", time.Minute)
+	t.Cleanup(func() { rdb.Del(context.Background(), "user:outside-the-prefix") })
+
+	list := func(userPrefix, typ string) map[string]int {
+		t.Helper()
+		seen := map[string]int{}
+		var cur store.Cursor
+		for pages := 0; ; pages++ {
+			keys, next, err := s.Keys(ctx, userPrefix, typ, cur, 7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(keys) > 7+10 {
+				t.Fatalf("a page of %d keys for a limit of 7", len(keys))
+			}
+			for _, k := range keys {
+				seen[k]++
+			}
+			if next == nil {
+				return seen
+			}
+			if pages > 200 {
+				t.Fatal("the cursor never ends")
+			}
+			cur = *next
+		}
+	}
+	got := list("user:", "")
+	for k := range want {
+		if got[k] != 1 {
+			t.Errorf("key %s listed %d times, want once", k, got[k])
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("listed %d keys, want %d: %v", len(got), len(want), got)
+	}
+	if got := list("user*", ""); len(got) != 1 || got["user*x"] != 1 {
+		t.Errorf("prefix user* matched %v, want only user*x (glob characters are literal)", got)
+	}
+	if got := list("user:", "hash"); len(got) != 1 || got["user:h"] != 1 {
+		t.Errorf("type hash listed %v, want only user:h", got)
+	}
+}
