@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dubebox/dubebox/internal/api"
 	"github.com/dubebox/dubebox/internal/redistest"
 	"github.com/dubebox/dubebox/internal/servicetest"
-	"github.com/gin-gonic/gin"
 )
 
 type req struct {
@@ -105,6 +105,11 @@ func TestRoutes(t *testing.T) {
 		{name: "keys listing bad type", req: req{"GET", "/v1/keys?type=blob", ""}, status: 400, wantCode: "invalid_argument"},
 		{name: "keys listing bad cursor", req: req{"GET", "/v1/keys?cursor=nonsense!", ""}, status: 400, wantCode: "invalid_argument"},
 		{name: "keys listing bad limit", req: req{"GET", "/v1/keys?limit=0", ""}, status: 400, wantCode: "invalid_argument"},
+		{name: "batch get", setup: []req{{"PUT", "/v1/kv/a", `{"value":"1","ttl_seconds":30}`}, {"PUT", "/v1/kv/b", `{"value":"2"}`}},
+			req: req{"POST", "/v1/kv:batchGet", `{"keys":["a","b","a"]}`}, status: 200,
+			want: `{"items":[{"key":"a","value":"1","ttl_seconds":30},{"key":"b","value":"2","ttl_seconds":-1},{"key":"a","value":"1","ttl_seconds":30}]}`},
+		{name: "batch get bad key", req: req{"POST", "/v1/kv:batchGet", `{"keys":["ok","` + strings.Repeat("k", 33) + `"]}`}, status: 400, wantCode: "invalid_argument"},
+		{name: "batch get without keys", req: req{"POST", "/v1/kv:batchGet", `{}`}, status: 400, wantCode: "invalid_argument"},
 		{name: "key info string", setup: []req{{"PUT", "/v1/kv/k", `{"value":"v","ttl_seconds":40}`}}, req: req{"GET", "/v1/keys/k", ""},
 			status: 200, want: `{"key":"k","type":"string","ttl_seconds":40}`},
 		{name: "key info hash", setup: []req{{"PUT", "/v1/hash/h", `{"fields":{"ttl":"x"}}`}}, req: req{"GET", "/v1/keys/h", ""},
@@ -404,8 +409,8 @@ func TestWritesListIsComplete(t *testing.T) {
 	for _, w := range servicetest.Writes {
 		listed[w.Method+" "+w.Route] = true
 	}
-	for _, r := range e.h.(*gin.Engine).Routes() {
-		if r.Method == http.MethodGet && !strings.HasPrefix(r.Path, "/set/") {
+	for _, r := range routesOf(t, e) {
+		if api.IsRead(r.Method, r.Path) {
 			continue
 		}
 		if !listed[r.Method+" "+r.Path] {
@@ -418,48 +423,89 @@ func TestWritesListIsComplete(t *testing.T) {
 // topology and checks that every key under the prefix comes back exactly
 // once, whichever primary of a Cluster holds it.
 func TestKeysListing(t *testing.T) {
-	t.Parallel()
-	for _, tp := range redistest.Topologies(t) {
-		t.Run(tp.Name, func(t *testing.T) {
-			t.Parallel()
-			e := newEnvOn(t, tp)
-			for i := range 40 {
-				e.do(t, "PUT", fmt.Sprintf("/v1/kv/item:%d", i), `{"value":"v"}`)
+	//nolint:thelper // a test body, run once per topology.
+	onEveryTopology(t, func(t *testing.T, tp redistest.Topology, e *env) {
+		for i := range 40 {
+			e.do(t, "PUT", fmt.Sprintf("/v1/kv/item:%d", i), `{"value":"v"}`)
+		}
+		e.do(t, "PUT", "/v1/kv/elsewhere", `{"value":"v"}`)
+		seen := map[string]int{}
+		cursor := ""
+		for pages := 1; ; pages++ {
+			w := e.do(t, "GET", "/v1/keys?prefix=item:&limit=6&cursor="+cursor, "")
+			if w.Code != 200 {
+				t.Fatalf("page %d: %d %s", pages, w.Code, w.Body.String())
 			}
-			e.do(t, "PUT", "/v1/kv/elsewhere", `{"value":"v"}`)
-			seen := map[string]int{}
-			cursor := ""
-			for pages := 1; ; pages++ {
-				w := e.do(t, "GET", "/v1/keys?prefix=item:&limit=6&cursor="+cursor, "")
-				if w.Code != 200 {
-					t.Fatalf("page %d: %d %s", pages, w.Code, w.Body.String())
-				}
-				var page struct {
-					Keys       []string `json:"keys"`
-					NextCursor string   `json:"next_cursor"`
-				}
-				if err := json.Unmarshal(w.Body.Bytes(), &page); err != nil {
-					t.Fatal(err)
-				}
-				for _, k := range page.Keys {
-					seen[k]++
-				}
-				if page.NextCursor == "" {
-					break
-				}
-				if pages > 100 {
-					t.Fatal("the listing never ends")
-				}
-				cursor = page.NextCursor
+			var page struct {
+				Keys       []string `json:"keys"`
+				NextCursor string   `json:"next_cursor"`
 			}
-			if len(seen) != 40 {
-				t.Errorf("listed %d distinct keys, want the 40 under item:", len(seen))
+			if err := json.Unmarshal(w.Body.Bytes(), &page); err != nil {
+				t.Fatal(err)
 			}
-			for k, n := range seen {
-				if n != 1 || !strings.HasPrefix(k, "item:") {
-					t.Errorf("%s listed %d times", k, n)
-				}
+			for _, k := range page.Keys {
+				seen[k]++
 			}
-		})
-	}
+			if page.NextCursor == "" {
+				break
+			}
+			if pages > 100 {
+				t.Fatal("the listing never ends")
+			}
+			cursor = page.NextCursor
+		}
+		if len(seen) != 40 {
+			t.Errorf("listed %d distinct keys, want the 40 under item:", len(seen))
+		}
+		for k, n := range seen {
+			if n != 1 || !strings.HasPrefix(k, "item:") {
+				t.Errorf("%s listed %d times", k, n)
+			}
+		}
+	})
+}
+
+// TestBatchGet reads keys spread over every slot range in one request, on
+// every topology: each answered in the order asked, a missing key and a
+// key of another type reported on their own item, the request a 200.
+func TestBatchGet(t *testing.T) {
+	//nolint:thelper // a test body, run once per topology.
+	onEveryTopology(t, func(t *testing.T, tp redistest.Topology, e *env) {
+		var keys []string
+		for i := range 50 {
+			k := fmt.Sprintf("batch:%d", i)
+			e.do(t, "PUT", "/v1/kv/"+k, fmt.Sprintf(`{"value":"v%d"}`, i))
+			keys = append(keys, k)
+		}
+		e.do(t, "PUT", "/v1/hash/a-hash", `{"fields":{"f":"v"}}`)
+		keys = append(keys, "missing", "a-hash")
+		body, _ := json.Marshal(map[string]any{"keys": keys})
+		w := e.do(t, "POST", "/v1/kv:batchGet", string(body))
+		if w.Code != 200 {
+			t.Fatalf("batch get: %d %s", w.Code, w.Body.String())
+		}
+		var resp struct {
+			Items []struct {
+				Key   string  `json:"key"`
+				Value *string `json:"value"`
+				Error *struct {
+					Code string `json:"code"`
+				} `json:"error"`
+			} `json:"items"`
+		}
+		if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil || len(resp.Items) != len(keys) {
+			t.Fatalf("%d items (%v), want %d", len(resp.Items), err, len(keys))
+		}
+		for i, it := range resp.Items[:50] {
+			if it.Key != keys[i] || it.Value == nil || *it.Value != fmt.Sprintf("v%d", i) {
+				t.Errorf("item %d: %+v, want %s = v%d", i, it, keys[i], i)
+			}
+		}
+		if it := resp.Items[50]; it.Error == nil || it.Error.Code != "not_found" || it.Value != nil {
+			t.Errorf("missing key: %+v, want error not_found", it)
+		}
+		if it := resp.Items[51]; it.Error == nil || it.Error.Code != "wrong_type" {
+			t.Errorf("hash key: %+v, want error wrong_type", it)
+		}
+	})
 }

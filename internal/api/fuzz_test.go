@@ -91,6 +91,7 @@ func FuzzRouter(f *testing.F) {
 		{"POST", "/v1/list/l/push", `{"values":["a","b"],"end":"head","ttl_seconds":3}`},
 		{"POST", "/v1/list/l/pop", `{"end":"tail","count":2}`},
 		{"GET", "/v1/list/l?offset=0&limit=10", ""},
+		{"POST", "/v1/kv:batchGet", `{"keys":["a","b"]}`},
 		{"GET", "/v1/keys?prefix=a*&type=hash&limit=5&cursor=MC4w", ""},
 		{"GET", "/set/a/b?ttl=3", ""},
 		{"GET", "/get/..%2F..%2Foutside", ""},

@@ -77,6 +77,19 @@ func newEnvOn(t testing.TB, tp redistest.Topology, opts ...option) *env {
 	return build(t, tp, true, opts...)
 }
 
+// onEveryTopology runs test in parallel subtests, one per Redis topology,
+// each with its own env.
+func onEveryTopology(t *testing.T, test func(t *testing.T, tp redistest.Topology, e *env)) {
+	t.Helper()
+	t.Parallel()
+	for _, tp := range redistest.Topologies(t) {
+		t.Run(tp.Name, func(t *testing.T) {
+			t.Parallel()
+			test(t, tp, newEnvOn(t, tp))
+		})
+	}
+}
+
 func build(t testing.TB, tp redistest.Topology, shared bool, opts ...option) *env {
 	t.Helper()
 	metrics := observability.NewMetrics("test", store.ReadOps)

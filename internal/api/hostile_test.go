@@ -102,6 +102,11 @@ func TestHostileInput(t *testing.T) {
 		{"keys listing forged cursor", "GET", "/v1/keys?cursor=OTk5OTkuMQ", "", nil, 400},
 		{"keys listing cursor overflow", "GET", "/v1/keys?cursor=MS45OTk5OTk5OTk5OTk5OTk5OTk5OTk5", "", nil, 400},
 		{"keys listing huge limit", "GET", "/v1/keys?limit=99999999999999999999", "", nil, 400},
+		{"batch get too many keys", "POST", "/v1/kv:batchGet", `{"keys":[` + strings.Repeat(`"k",`, 100) + `"k"]}`, nil, 400},
+		{"batch get no keys", "POST", "/v1/kv:batchGet", `{"keys":[]}`, nil, 400},
+		{"batch get key with NUL", "POST", "/v1/kv:batchGet", `{"keys":["a\u0000"]}`, nil, 400},
+		{"batch get keys not strings", "POST", "/v1/kv:batchGet", `{"keys":[1]}`, nil, 400},
+		{"batch get as GET", "GET", "/v1/kv:batchGet", "", nil, 405},
 		{"unknown route", "GET", "/v1/admin", "", nil, 404},
 		{"unknown version", "PUT", "/v2/kv/k", `{"value":"v"}`, nil, 404},
 		{"path traversal route", "GET", "/v1/kv/../../etc/passwd", "", nil, 404},
@@ -173,6 +178,10 @@ func TestReadToken(t *testing.T) {
 		{"read incr", "POST", "/v1/kv/n/incr", "", 403, "forbidden"},
 		{"read hash PUT", "PUT", "/v1/hash/h", `{"fields":{"a":"1"}}`, 403, "forbidden"},
 		{"read seed set", "GET", "/set/k/w", "", 403, "forbidden"},
+		{"read batch get", "POST", "/v1/kv:batchGet", `{"keys":["k"]}`, 200, ""},
+		{"read keys listing", "GET", "/v1/keys", "", 200, ""},
+		{"read list push", "POST", "/v1/list/l/push", `{"values":["a"]}`, 403, "forbidden"},
+		{"read key delete", "DELETE", "/v1/keys/k", "", 403, "forbidden"},
 	}
 	for _, tc := range tests {
 		// The tutorial's /set writes through a GET: a read token must not.

@@ -127,14 +127,10 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 		t.Errorf("openapi: %s, want 3.1", d.OpenAPI)
 	}
 	e := newEnv(t, "")
-	engine, ok := e.h.(*gin.Engine)
-	if !ok {
-		t.Fatalf("api.New returned a %T, want *gin.Engine", e.h)
-	}
-	param := regexp.MustCompile(`:([a-z]+)`)
+	param := regexp.MustCompile(`/:([a-z]+)`)
 	var served, documented []string
-	for _, r := range engine.Routes() {
-		served = append(served, r.Method+" "+param.ReplaceAllString(r.Path, "{$1}"))
+	for _, r := range routesOf(t, e) {
+		served = append(served, r.Method+" "+param.ReplaceAllString(r.Path, "/{$1}"))
 	}
 	for path, item := range d.Paths.Map() {
 		for method := range item.Operations() {
@@ -164,4 +160,20 @@ func TestOpenAPIIsServed(t *testing.T) {
 	if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), want) || w.Header().Get("Content-Type") != "application/json" {
 		t.Fatalf("GET /openapi.json: %d %s, %d bytes; want 200 application/json with the document", w.Code, w.Header().Get("Content-Type"), w.Body.Len())
 	}
+}
+
+// routesOf lists the router's routes as requests see them: Gin lists a
+// route registered with an escaped colon (/v1/kv\\:batchGet) escaped until
+// it serves its first request.
+func routesOf(t *testing.T, e *env) gin.RoutesInfo {
+	t.Helper()
+	engine, ok := e.h.(*gin.Engine)
+	if !ok {
+		t.Fatalf("api.New returned a %T, want *gin.Engine", e.h)
+	}
+	routes := engine.Routes()
+	for i := range routes {
+		routes[i].Path = strings.ReplaceAll(routes[i].Path, `\:`, ":")
+	}
+	return routes
 }

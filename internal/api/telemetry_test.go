@@ -399,59 +399,55 @@ func TestRedisTrouble(t *testing.T) {
 // "FailoverClient") and that the Redis metrics carry it as their node
 // label.
 func TestRedisTelemetryNamesTheNode(t *testing.T) {
-	t.Parallel()
-	for _, tp := range redistest.Topologies(t) {
-		t.Run(tp.Name, func(t *testing.T) {
-			t.Parallel()
-			e := newEnvOn(t, tp)
-			for i := range 10 {
-				e.do(t, "PUT", fmt.Sprintf("/v1/kv/k%d", i), `{"value":"v"}`)
-				e.do(t, "GET", fmt.Sprintf("/v1/kv/k%d", i), "")
+	//nolint:thelper // a test body, run once per topology.
+	onEveryTopology(t, func(t *testing.T, tp redistest.Topology, e *env) {
+		for i := range 10 {
+			e.do(t, "PUT", fmt.Sprintf("/v1/kv/k%d", i), `{"value":"v"}`)
+			e.do(t, "GET", fmt.Sprintf("/v1/kv/k%d", i), "")
+		}
+		nodes := map[string]bool{}
+		for _, n := range tp.Nodes {
+			nodes[n] = true
+		}
+		seen := map[string]bool{}
+		for _, s := range e.spans.Ended() {
+			if s.SpanKind() != trace.SpanKindClient || !strings.HasPrefix(s.Name(), "redis.") && s.Name() != "set" && s.Name() != "get" {
+				continue
 			}
-			nodes := map[string]bool{}
-			for _, n := range tp.Nodes {
-				nodes[n] = true
+			a := attrs(s)
+			addr := net.JoinHostPort(a["server.address"].AsString(), strconv.FormatInt(a["server.port"].AsInt64(), 10))
+			if !nodes[addr] {
+				t.Errorf("span %q names %s, not one of the data nodes %v", s.Name(), addr, tp.Nodes)
 			}
-			seen := map[string]bool{}
-			for _, s := range e.spans.Ended() {
-				if s.SpanKind() != trace.SpanKindClient || !strings.HasPrefix(s.Name(), "redis.") && s.Name() != "set" && s.Name() != "get" {
-					continue
-				}
-				a := attrs(s)
-				addr := net.JoinHostPort(a["server.address"].AsString(), strconv.FormatInt(a["server.port"].AsInt64(), 10))
-				if !nodes[addr] {
-					t.Errorf("span %q names %s, not one of the data nodes %v", s.Name(), addr, tp.Nodes)
-				}
-				seen[addr] = true
+			seen[addr] = true
+		}
+		if len(seen) == 0 {
+			t.Fatal("no Redis client span")
+		}
+		labelled := map[string]bool{}
+		mfs, err := e.metrics.Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "dubebox_redis_commands_total" {
+				continue
 			}
-			if len(seen) == 0 {
-				t.Fatal("no Redis client span")
-			}
-			labelled := map[string]bool{}
-			mfs, err := e.metrics.Registry.Gather()
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, mf := range mfs {
-				if mf.GetName() != "dubebox_redis_commands_total" {
-					continue
-				}
-				for _, m := range mf.GetMetric() {
-					for _, l := range m.GetLabel() {
-						if l.GetName() == "node" {
-							labelled[l.GetValue()] = true
-						}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "node" {
+						labelled[l.GetValue()] = true
 					}
 				}
 			}
-			for n := range labelled {
-				if !nodes[n] {
-					t.Errorf("dubebox_redis_commands_total has node=%q, not a data node of %v", n, tp.Nodes)
-				}
+		}
+		for n := range labelled {
+			if !nodes[n] {
+				t.Errorf("dubebox_redis_commands_total has node=%q, not a data node of %v", n, tp.Nodes)
 			}
-			if tp.Name == "cluster" && len(labelled) < 3 {
-				t.Errorf("on a Cluster the commands went to %d primaries, want all 3: %v", len(labelled), labelled)
-			}
-		})
-	}
+		}
+		if tp.Name == "cluster" && len(labelled) < 3 {
+			t.Errorf("on a Cluster the commands went to %d primaries, want all 3: %v", len(labelled), labelled)
+		}
+	})
 }

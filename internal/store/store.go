@@ -525,3 +525,46 @@ func (s *Store) HIncr(ctx context.Context, key, field string, by int64) (int64, 
 	})
 	return cmd.Val(), wrap("hincrby", err)
 }
+
+// Found is one key's answer in a batch read: the string, or why there is
+// none (ErrNotFound, ErrWrongType).
+type Found struct {
+	String
+	Err error
+}
+
+// GetMany reads many strings with their TTLs in one pipeline. On a Cluster
+// go-redis sends each node the commands for its slots, in parallel, so keys
+// of different slots never meet in one command (no CROSSSLOT). A key that
+// is missing or holds another type is reported in its Found; only a failure
+// of Redis itself fails the whole read.
+func (s *Store) GetMany(ctx context.Context, keys []string) ([]Found, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	gets := make([]*redis.StringCmd, len(keys))
+	pttls := make([]*redis.DurationCmd, len(keys))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, key := range keys {
+			gets[i] = p.Get(ctx, s.key(key))
+			pttls[i] = p.PTTL(ctx, s.key(key))
+		}
+		return nil
+	})
+	out := make([]Found, len(keys))
+	for i := range keys {
+		err := wrap("get", gets[i].Err())
+		switch {
+		case err == nil:
+			out[i] = Found{String: String{Value: gets[i].Val(), TTL: remaining(pttls[i].Val())}}
+		case errors.Is(err, ErrNotFound), errors.Is(err, ErrWrongType):
+			out[i] = Found{Err: err}
+		default:
+			return nil, err
+		}
+		s.lookup(OpGet, out[i].Err)
+	}
+	if err != nil && !errors.Is(err, redis.Nil) && !errors.Is(classify(err), ErrWrongType) {
+		return nil, wrap("get", err)
+	}
+	return out, nil
+}
