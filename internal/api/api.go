@@ -48,6 +48,10 @@ type Store interface {
 	Len(ctx context.Context, key string) (int64, error)
 	Keys(ctx context.Context, prefix, typ string, cursor store.Cursor, limit int) ([]string, *store.Cursor, error)
 	GetMany(ctx context.Context, keys []string) ([]store.Found, error)
+	SetIf(ctx context.Context, key, value string, ttl time.Duration, cond store.Condition) error
+	DeleteIf(ctx context.Context, key string, cond store.Condition) error
+	HSetFieldIf(ctx context.Context, key, field, value string, cond store.Condition) error
+	HDelFieldIf(ctx context.Context, key, field string, cond store.Condition) error
 }
 
 // Config holds what the router needs besides its dependencies. Each
@@ -184,6 +188,7 @@ func New(cfg Config, deps Deps) http.Handler {
 	if cfg.RateLimitRPS > 0 {
 		data.Use(h.rateLimit(newClientLimiter(cfg.RateLimitRPS, max(cfg.RateLimitBurst, 1))))
 	}
+	data.Use(h.refuseConditions)
 	data.GET("/set/:key/:value", h.handle(h.seedSet))
 	data.GET("/get/:key", h.handle(h.seedGet))
 

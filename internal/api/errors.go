@@ -28,6 +28,7 @@ const (
 	CodeUnavailable         = "unavailable"
 	CodeTimeout             = "timeout"
 	CodeDurabilityUnknown   = "durability_unknown"
+	CodePreconditionFailed  = "precondition_failed"
 	CodeInternal            = "internal"
 )
 
@@ -46,6 +47,7 @@ var statusOf = map[string]int{
 	CodeUnavailable:         http.StatusServiceUnavailable,
 	CodeTimeout:             http.StatusGatewayTimeout,
 	CodeDurabilityUnknown:   http.StatusGatewayTimeout,
+	CodePreconditionFailed:  http.StatusPreconditionFailed,
 	CodeInternal:            http.StatusInternalServerError,
 }
 
@@ -84,6 +86,7 @@ var storeErrors = []struct {
 	{store.ErrInsufficientStorage, Error{Code: CodeInsufficientStorage, Message: "the store is full and refuses writes; reads still work"}},
 	{store.ErrTimeout, Error{Code: CodeTimeout, Message: "the store did not answer in time"}},
 	{store.ErrNotDurable, Error{Code: CodeDurabilityUnknown, Message: "the write is applied on the primary, but fewer replicas than REDIS_WAIT_REPLICAS acknowledged it in time: it may be lost if the primary fails now"}},
+	{store.ErrPreconditionFailed, Error{Code: CodePreconditionFailed, Message: "the key (or field) is not as If-Match or If-None-Match requires: nothing was written; read it again and retry"}},
 	{store.ErrUnavailable, Error{Code: CodeUnavailable, Message: "the store is unavailable; retry shortly"}},
 }
 

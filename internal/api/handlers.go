@@ -92,9 +92,19 @@ func (h *handler) putString(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := h.store.Set(c.Request.Context(), key, value, ttl); err != nil {
+	cond, err := condition(c)
+	if err != nil {
 		return err
 	}
+	if cond != nil {
+		err = h.store.SetIf(c.Request.Context(), key, value, ttl, *cond)
+	} else {
+		err = h.store.Set(c.Request.Context(), key, value, ttl)
+	}
+	if err != nil {
+		return err
+	}
+	c.Header("ETag", etag(value))
 	resp := stringResponse{Key: key, Value: value, TTLSeconds: -1}
 	if req.TTLSeconds != nil {
 		resp.TTLSeconds = *req.TTLSeconds
@@ -112,18 +122,34 @@ func (h *handler) getString(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	tag := etag(s.Value)
+	c.Header("ETag", tag)
+	if notModified(c, tag) {
+		c.Status(http.StatusNotModified)
+		return nil
+	}
 	c.JSON(http.StatusOK, stringResponse{Key: key, Value: s.Value, TTLSeconds: ttlSeconds(s.TTL)})
 	return nil
 }
 
-// deleteKey deletes a key that holds typ (any type for store.AnyType).
+// deleteKey deletes a key that holds typ (any type for store.AnyType); a
+// string's, with If-Match, only while its value has that tag.
 func (h *handler) deleteKey(typ string) func(*gin.Context) error {
 	return func(c *gin.Context) error {
 		key, err := h.key(c)
 		if err != nil {
 			return err
 		}
-		if err := h.store.Delete(c.Request.Context(), key, typ); err != nil {
+		cond, err := condition(c)
+		if err != nil {
+			return err
+		}
+		if cond != nil && typ == store.TypeString {
+			err = h.store.DeleteIf(c.Request.Context(), key, *cond)
+		} else {
+			err = h.store.Delete(c.Request.Context(), key, typ)
+		}
+		if err != nil {
 			return err
 		}
 		c.Status(http.StatusNoContent)

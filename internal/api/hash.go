@@ -77,6 +77,12 @@ func (h *handler) getField(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	tag := etag(v)
+	c.Header("ETag", tag)
+	if notModified(c, tag) {
+		c.Status(http.StatusNotModified)
+		return nil
+	}
 	c.JSON(http.StatusOK, fieldResponse{Key: key, Field: field, Value: v})
 	return nil
 }
@@ -98,9 +104,19 @@ func (h *handler) putField(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := h.store.HSetField(c.Request.Context(), key, field, value); err != nil {
+	cond, err := condition(c)
+	if err != nil {
 		return err
 	}
+	if cond != nil {
+		err = h.store.HSetFieldIf(c.Request.Context(), key, field, value, *cond)
+	} else {
+		err = h.store.HSetField(c.Request.Context(), key, field, value)
+	}
+	if err != nil {
+		return err
+	}
+	c.Header("ETag", etag(value))
 	c.JSON(http.StatusOK, fieldResponse{Key: key, Field: field, Value: value})
 	return nil
 }
@@ -110,7 +126,16 @@ func (h *handler) deleteField(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := h.store.HDelField(c.Request.Context(), key, field); err != nil {
+	cond, err := condition(c)
+	if err != nil {
+		return err
+	}
+	if cond != nil {
+		err = h.store.HDelFieldIf(c.Request.Context(), key, field, *cond)
+	} else {
+		err = h.store.HDelField(c.Request.Context(), key, field)
+	}
+	if err != nil {
 		return err
 	}
 	c.Status(http.StatusNoContent)

@@ -283,7 +283,8 @@ func waitHealthy(t *testing.T, e *engine, projectName string, services []string)
 // readmeCurl is one curl line of the README with the answer it shows.
 type readmeCurl struct {
 	line, method, url, body string
-	want                    string // a JSON object, or ""
+	headers                 []string // "Name: value", from -H
+	want                    string   // a JSON object, or ""
 }
 
 var curlJSON = regexp.MustCompile(`#\s*(\{.*\})\s*$`)
@@ -332,7 +333,10 @@ func readmeCurls(t *testing.T, top string) []readmeCurl {
 			case "-d":
 				i++
 				c.body = args[i]
-			case "-s":
+			case "-H":
+				i++
+				c.headers = append(c.headers, args[i])
+			case "-s", "-i":
 			default:
 				c.url = args[i]
 			}
@@ -391,6 +395,10 @@ func checkReadmeCurls(t *testing.T, top, base string) {
 		req, err := http.NewRequestWithContext(t.Context(), c.method, u, body)
 		if err != nil {
 			t.Fatalf("%s: %v", c.line, err)
+		}
+		for _, h := range c.headers {
+			name, value, _ := strings.Cut(h, ":")
+			req.Header.Set(name, strings.TrimSpace(value))
 		}
 		resp, err := client.Do(req)
 		if err != nil {

@@ -59,16 +59,7 @@ func (s *Store) listWrite(ctx context.Context, key string, args ...any) ([]any, 
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	k := s.key(key)
-	var cmd *redis.Cmd
-	err := s.write(ctx, k, func(c redis.Cmdable) redis.Cmder {
-		if s.wait.replicas > 0 {
-			// In a pipeline with WAIT, EVALSHA cannot fall back to EVAL.
-			cmd = listScript.Eval(ctx, c, []string{k}, args...)
-		} else {
-			cmd = listScript.Run(ctx, c, []string{k}, args...)
-		}
-		return cmd
-	})
+	cmd, err := s.writeScript(ctx, listScript, k, args...)
 	op := "list " + fmt.Sprint(args[0])
 	if err != nil {
 		return nil, wrap(op, err)

@@ -285,16 +285,7 @@ func (s *Store) typed(ctx context.Context, key, typ, op string, ttl time.Duratio
 		cmd = typedScript.Run(ctx, s.rdb, []string{k}, args...)
 		err = cmd.Err()
 	} else {
-		err = s.write(ctx, k, func(c redis.Cmdable) redis.Cmder {
-			if s.wait.replicas > 0 {
-				// In a pipeline with WAIT, EVALSHA cannot fall back to
-				// EVAL on NOSCRIPT: send the script itself.
-				cmd = typedScript.Eval(ctx, c, []string{k}, args...)
-			} else {
-				cmd = typedScript.Run(ctx, c, []string{k}, args...)
-			}
-			return cmd
-		})
+		cmd, err = s.writeScript(ctx, typedScript, k, args...)
 	}
 	var n int64
 	if err == nil {
@@ -309,6 +300,22 @@ func (s *Store) typed(ctx context.Context, key, typ, op string, ttl time.Duratio
 		return 0, ErrWrongType
 	}
 	return remaining(time.Duration(n) * time.Millisecond), nil
+}
+
+// writeScript runs a script that writes key, through write.
+func (s *Store) writeScript(ctx context.Context, script *redis.Script, key string, args ...any) (*redis.Cmd, error) {
+	var cmd *redis.Cmd
+	err := s.write(ctx, key, func(c redis.Cmdable) redis.Cmder {
+		if s.wait.replicas > 0 {
+			// In a pipeline with WAIT, EVALSHA cannot fall back to EVAL on
+			// NOSCRIPT: send the script itself.
+			cmd = script.Eval(ctx, c, []string{key}, args...)
+		} else {
+			cmd = script.Run(ctx, c, []string{key}, args...)
+		}
+		return cmd
+	})
+	return cmd, err
 }
 
 // write runs one write command on key. When the store waits for replicas
