@@ -560,6 +560,8 @@ func TestConditionalRequests(t *testing.T) {
 			req: req{"DELETE", "/v1/kv/k", ""}, headers: []string{"If-Match", `"x", ` + tag("old")}, status: 204},
 		{name: "conditional write on a hash key", setup: []req{{"PUT", "/v1/hash/k", `{"fields":{"f":"v"}}`}},
 			req: req{"PUT", "/v1/kv/k", `{"value":"new"}`}, headers: []string{"If-None-Match", "*"}, status: 409},
+		{name: "tutorial get not modified", setup: []req{{"GET", "/set/k/v1", ""}},
+			req: req{"GET", "/get/k", ""}, headers: []string{"If-None-Match", tag("v1")}, status: 304},
 		{name: "field get not modified", setup: []req{{"PUT", "/v1/hash/h", `{"fields":{"f":"v1"}}`}},
 			req: req{"GET", "/v1/hash/h/f", ""}, headers: []string{"If-None-Match", tag("v1")}, status: 304},
 		{name: "field compare-and-set", setup: []req{{"PUT", "/v1/hash/h", `{"fields":{"f":"v1"}}`}},

@@ -48,6 +48,12 @@ func (h *handler) seedGet(c *gin.Context) error {
 	case err != nil:
 		return err
 	default:
+		tag := etag(s.Value)
+		c.Header("ETag", tag)
+		if notModified(c, tag) {
+			c.Status(http.StatusNotModified)
+			return nil
+		}
 		c.JSON(http.StatusOK, gin.H{"key": key, "value": s.Value})
 	}
 	return nil
