@@ -324,6 +324,7 @@ func openLoopP99(t *testing.T, pl plan, loadgen, base string, rate float64) (flo
 func TestBench(t *testing.T) {
 	servicetest.Need(t, "redis-benchmark", "install Redis (apt-get install -y redis-server)")
 	servicetest.Need(t, "wrk", "install wrk (apt-get install -y wrk)")
+	servicetest.Need(t, "webdis", "install Webdis (apt-get install -y webdis)")
 	pl := newPlan(t)
 	dir := t.TempDir()
 	rs, err := redistest.StartServer(dir)
@@ -397,6 +398,8 @@ func TestBench(t *testing.T) {
 	on.stop()
 
 	exported := exports.Load() - exportsBefore
+	wd := besideWebdis(t, pl, rs.Addr, bin, sink.URL)
+	checkFigures(t, wd.figures())
 	checkFigures(t, map[string]float64{
 		"redis-benchmark GET": redisGet.rps, "redis-benchmark SET": redisSet.rps,
 		"GET on": telOn.get.rps, "PUT on": telOn.put.rps, "GET off": telOff.get.rps, "PUT off": telOff.put.rps,
@@ -407,7 +410,7 @@ func TestBench(t *testing.T) {
 		"peak RSS on": telOn.rss, "peak RSS off": telOff.rss,
 		"OTLP exports from the server with telemetry on": float64(exported),
 	})
-	report := renderReport(pl, redisGet, redisSet, telOn, telOff, olRate, olGot, olP99, exported, b)
+	report := renderReport(pl, redisGet, redisSet, telOn, telOff, olRate, olGot, olP99, exported, b) + wd.render()
 	t.Log(report)
 	appendResults(t, pl, report)
 }

@@ -1,0 +1,224 @@
+//go:build bench
+
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dubebox/dubebox/internal/servicetest"
+	"github.com/redis/go-redis/v9"
+)
+
+// zipfKeys is how many keys the skewed workload reads: a Zipf distribution
+// (s = 1) over them, so that a few keys take most reads, as real cache
+// traffic does.
+const zipfKeys = 10000
+
+// zipfScript draws keys by rank from a Zipf distribution with s = 1 over
+// %d keys (inverse CDF, binary search) and GETs path .. (rank - 1).
+const zipfScript = `
+local n, cdf, total = %d, {}, 0
+for k = 1, n do total = total + 1 / k; cdf[k] = total end
+for k = 1, n do cdf[k] = cdf[k] / total end
+math.randomseed(os.time() + tonumber(tostring({}):match("0x(%%x+)") or "0", 16) %% 1000003)
+request = function()
+  local u, lo, hi = math.random(), 1, n
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if cdf[mid] < u then lo = mid + 1 else hi = mid end
+  end
+  return wrk.format("GET", "%s" .. (lo - 1))
+end
+`
+
+// oneKeyScript sends one request again and again.
+const oneKeyScript = `
+local body = %q
+request = function()
+  if body == "" then return wrk.format(%q, %q) end
+  return wrk.format(%q, %q, {["Content-Type"]=%q}, body)
+end
+`
+
+func oneKey(method, path, ctype, body string) string {
+	return fmt.Sprintf(oneKeyScript, body, method, path, method, path, ctype)
+}
+
+// contender is a server the Webdis comparison measures, with its scripts.
+type contender struct {
+	name           string
+	base           string
+	zipf, get, put string
+}
+
+// webdisRun is the comparison's figures: per workload, per contender.
+type webdisRun struct {
+	names     []string
+	workloads []string
+	rps       map[string]map[string]float64 // workload -> contender -> req/s
+}
+
+// Workload names, as the report and the targets use them.
+const (
+	wZipf = "GET, Zipf over 10,000 keys"
+	wGet  = "GET, one key"
+	wPut  = "PUT, one key"
+)
+
+// besideWebdis measures Webdis (C, libevent) and DubeBox with telemetry at
+// 100% and 10% trace sampling and off, on the same Redis, alternated run by
+// run, on the skewed GET and on one key's GET and PUT.
+func besideWebdis(t *testing.T, pl plan, redisAddr, bin, otlp string) webdisRun {
+	t.Helper()
+	servicetest.Need(t, "webdis", "install Webdis (apt-get install -y webdis)")
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	value := strings.Repeat("v", valueLen)
+	pipe := rdb.Pipeline()
+	for i := range zipfKeys {
+		pipe.Set(context.Background(), "dubebox:zipf"+strconv.Itoa(i), value, 0)
+	}
+	pipe.Set(context.Background(), "dubebox:one", value, 0)
+	if _, err := pipe.Exec(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_ = rdb.Close()
+
+	webdis := startWebdis(t, redisAddr)
+	var stops []func()
+	defer func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}()
+	dubeboxBody, _ := json.Marshal(map[string]string{"value": value})
+	dubebox := func(name string, env ...string) contender {
+		srv := startServer(t, bin, redisAddr, append([]string{"LOG_LEVEL=info", "OTEL_EXPORTER_OTLP_ENDPOINT=" + otlp}, env...))
+		stops = append(stops, srv.stop)
+		return contender{
+			name: name, base: srv.base,
+			zipf: fmt.Sprintf(zipfScript, zipfKeys, "/v1/kv/zipf"),
+			get:  oneKey("GET", "/v1/kv/one", "", ""),
+			put:  oneKey("PUT", "/v1/kv/one", "application/json", string(dubeboxBody)),
+		}
+	}
+	contenders := []contender{
+		{
+			name: "Webdis", base: webdis,
+			zipf: fmt.Sprintf(zipfScript, zipfKeys, "/GET/dubebox:zipf"),
+			get:  oneKey("GET", "/GET/dubebox:one", "", ""),
+			put:  oneKey("PUT", "/SET/dubebox:one", "application/octet-stream", value),
+		},
+		dubebox("DubeBox, 100% sampled", "OTEL_TRACES_EXPORTER=otlp", "OTEL_TRACES_SAMPLER=always_on"),
+		dubebox("DubeBox, 10% sampled", "OTEL_TRACES_EXPORTER=otlp", "OTEL_TRACES_SAMPLER=parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG=0.1"),
+		dubebox("DubeBox, telemetry off", "LOG_LEVEL=warn", "OTEL_TRACES_EXPORTER=none", "OTEL_TRACES_SAMPLER=always_off"),
+	}
+	run := webdisRun{workloads: []string{wZipf, wGet, wPut}, rps: map[string]map[string]float64{}}
+	samples := map[string]map[string][]float64{}
+	for _, w := range run.workloads {
+		run.rps[w], samples[w] = map[string]float64{}, map[string][]float64{}
+	}
+	for _, c := range contenders {
+		run.names = append(run.names, c.name)
+	}
+	for range pl.repeats {
+		for _, w := range run.workloads {
+			for _, c := range contenders {
+				script := map[string]string{wZipf: c.zipf, wGet: c.get, wPut: c.put}[w]
+				r := wrk(t, pl, c.base, script)
+				samples[w][c.name] = append(samples[w][c.name], r.rps)
+			}
+		}
+	}
+	for w, byName := range samples {
+		for name, xs := range byName {
+			run.rps[w][name] = median(xs)
+		}
+	}
+	return run
+}
+
+// startWebdis runs Webdis in the foreground against redisAddr and returns
+// its base URL.
+func startWebdis(t *testing.T, redisAddr string) string {
+	t.Helper()
+	dir := t.TempDir()
+	host, port, _ := net.SplitHostPort(redisAddr)
+	httpAddr := servicetest.FreeAddr(t)
+	httpHost, httpPort, _ := net.SplitHostPort(httpAddr)
+	rp, _ := strconv.Atoi(port)
+	hp, _ := strconv.Atoi(httpPort)
+	cfg, _ := json.Marshal(map[string]any{
+		"redis_host": host, "redis_port": rp, "http_host": httpHost, "http_port": hp,
+		// As many threads as the machine has cores, as Debian's own
+		// configuration does on this machine.
+		"threads": 2, "pool_size": 16, "daemonize": false, "database": 0,
+		"verbosity": 0, "logfile": filepath.Join(dir, "webdis.log"),
+	})
+	conf := filepath.Join(dir, "webdis.json")
+	if err := os.WriteFile(conf, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("webdis", conf)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	base := "http://" + httpAddr
+	if err := servicetest.WaitHTTP(base+"/PING", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return base
+}
+
+// render is the comparison's part of the report, with the issue's targets
+// as ratios to Webdis in the same run.
+func (r webdisRun) render() string {
+	var b strings.Builder
+	b.WriteString("\nBeside Webdis (C, libevent; Debian's webdis), same Redis, alternated run by run; DubeBox with the info access log, metrics and OTLP export to a discarding sink; ratios to Webdis:\n\n")
+	b.WriteString("| workload | " + strings.Join(r.names, " | ") + " |\n|---|" + strings.Repeat("---:|", len(r.names)) + "\n")
+	webdis := r.names[0]
+	for _, w := range r.workloads {
+		fmt.Fprintf(&b, "| %s |", w)
+		for i, name := range r.names {
+			v := r.rps[w][name]
+			if i == 0 {
+				fmt.Fprintf(&b, " %.0f |", v)
+			} else {
+				fmt.Fprintf(&b, " %.0f (%.2f×) |", v, v/r.rps[w][webdis])
+			}
+		}
+		b.WriteString("\n")
+	}
+	ratio := func(w, name string) float64 { return r.rps[w][name] / r.rps[w][webdis] }
+	b.WriteString("\n| target (issue 14) | measured | goal | met |\n|---|---:|---:|---|\n")
+	check := func(name string, v, goal float64) {
+		fmt.Fprintf(&b, "| %s | %.2f | ≥ %.2f | %v |\n", name, v, goal, v >= goal)
+	}
+	check("Zipf GET, 10% sampled, ×Webdis", ratio(wZipf, r.names[2]), 0.6)
+	check("Zipf GET, 100% sampled, ×Webdis", ratio(wZipf, r.names[1]), 0.45)
+	check("PUT, 100% sampled, ×Webdis", ratio(wPut, r.names[1]), 0.3)
+	check("Zipf GET telemetry on/off", r.rps[wZipf][r.names[1]]/r.rps[wZipf][r.names[3]], 0.8)
+	b.WriteString("\nNo near cache yet (issue 14): every DubeBox GET is a Redis round trip; the read-your-writes and cross-instance staleness figures come with it.\n")
+	return b.String()
+}
+
+// figures lists the comparison's numbers for checkFigures.
+func (r webdisRun) figures() map[string]float64 {
+	out := map[string]float64{}
+	for w, byName := range r.rps {
+		for name, v := range byName {
+			out[w+", "+name] = v
+		}
+	}
+	return out
+}
