@@ -453,7 +453,9 @@ func TestKeysListing(t *testing.T) {
 			if page.NextCursor == "" {
 				break
 			}
-			if pages > 100 {
+			// Other tests' keys share this Redis: a page of 6 may hold none
+			// of ours, so allow many pages; only an endless cursor fails.
+			if pages > 20000 {
 				t.Fatal("the listing never ends")
 			}
 			cursor = page.NextCursor

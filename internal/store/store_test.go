@@ -657,7 +657,9 @@ func testKeys(t *testing.T, tp redistest.Topology) {
 			if next == nil {
 				return seen
 			}
-			if pages > 200 {
+			// Other tests' keys share this Redis: a page may hold none of
+			// ours, so allow many pages; only an endless cursor fails.
+			if pages > 20000 {
 				t.Fatal("the cursor never ends")
 			}
 			cur = *next
