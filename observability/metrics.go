@@ -37,6 +37,11 @@ type Metrics struct {
 	redirectAsk    prometheus.Counter
 	cacheHit       map[string]prometheus.Counter
 	cacheMiss      map[string]prometheus.Counter
+	NearCache      *prometheus.CounterVec
+	nearHit        prometheus.Counter
+	nearMiss       prometheus.Counter
+	nearEviction   prometheus.Counter
+	nearInvalid    prometheus.Counter
 
 	httpExemplars  *exemplarGate
 	redisExemplars *exemplarGate
@@ -100,7 +105,14 @@ func NewMetrics(version string, readOps []string) *Metrics {
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
 	})
 	buildInfo.Set(1)
+	m.NearCache = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "dubebox_near_cache_events_total",
+		Help: "What the near cache (NEAR_CACHE_SIZE) did: hit, miss, eviction (over its bounds) or invalidation (a write, here or elsewhere).",
+	}, []string{"event"})
+	m.nearHit, m.nearMiss = m.NearCache.WithLabelValues("hit"), m.NearCache.WithLabelValues("miss")
+	m.nearEviction, m.nearInvalid = m.NearCache.WithLabelValues("eviction"), m.NearCache.WithLabelValues("invalidation")
 	reg.MustRegister(
+		m.NearCache,
 		m.HTTPRequests, m.HTTPDuration, m.HTTPInFlight, m.RateLimited, m.CacheLookups,
 		m.RedisCommands, m.RedisDuration, m.RedisFailovers, m.Redirections, buildInfo,
 		collectors.NewGoCollector(),
@@ -183,6 +195,18 @@ func (m *Metrics) ObserveRequest(ctx context.Context, method, route string, stat
 	m.HTTPRequests.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
 	m.httpExemplars.observe(ctx, m.HTTPDuration.WithLabelValues(method, route), d.Seconds())
 }
+
+// NearHit counts a read the near cache answered.
+func (m *Metrics) NearHit() { m.nearHit.Inc() }
+
+// NearMiss counts a read the near cache sent on to Redis.
+func (m *Metrics) NearMiss() { m.nearMiss.Inc() }
+
+// NearEviction counts an entry dropped to stay within the cache's bounds.
+func (m *Metrics) NearEviction() { m.nearEviction.Inc() }
+
+// NearInvalidation counts a key invalidated by a write.
+func (m *Metrics) NearInvalidation() { m.nearInvalid.Inc() }
 
 // Lookup counts one read of the store as a hit or a miss.
 func (m *Metrics) Lookup(operation string, hit bool) {

@@ -101,6 +101,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	st := store.New(rdb, cfg.Store.KeyPrefix, cfg.Store.Timeout, metrics,
 		store.WithWait(cfg.Store.WaitReplicas, cfg.Store.WaitTimeout),
 		store.WithFailoverReport(metrics.Failover(log)))
+	switch {
+	case cfg.Store.Near.NearSize == 0:
+		log.Info("near cache off: NEAR_CACHE_SIZE is 0")
+	case cfg.Store.Topology() != "single":
+		log.Warn("near cache off: NEAR_CACHE_SIZE needs one Redis server (REDIS_ADDR); on a Cluster or behind Sentinel its invalidations would have to follow every node and every failover",
+			zap.String("topology", cfg.Store.Topology()))
+	default:
+		lost := func(msg string, err error) { log.Warn(msg, zap.Error(err)) }
+		if err := st.StartNearCache(ctx, cfg.Store.Near, metrics, lost); err != nil {
+			log.Warn("near cache off", zap.Error(err))
+		} else {
+			log.Info("near cache on", zap.Int("entries", cfg.Store.Near.NearSize), zap.Int("bytes", cfg.Store.Near.NearMaxBytes),
+				zap.Duration("max_staleness", cfg.Store.Near.NearTTL))
+		}
+	}
 	if err := st.Ping(ctx); err != nil {
 		// Start anyway: /readyz says 503 until Redis answers, and go-redis
 		// reconnects by itself. Wrong credentials are worth their own line:

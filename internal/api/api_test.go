@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/dubebox/dubebox/internal/api"
 	"github.com/dubebox/dubebox/internal/redistest"
@@ -656,4 +657,65 @@ func TestCompareAndSetLosesNoUpdate(t *testing.T) {
 		}
 		t.Logf("%d increments, %d conflicts answered 412 and retried", writers*each, conflicts.Load())
 	})
+}
+
+// TestNearCacheThroughAPI checks what a client sees of the near cache: the
+// second GET of a key comes from memory (X-Cache: near, a server span with
+// the attribute and no Redis span), Cache-Control: no-cache goes to Redis,
+// and a PUT's value is what the next GET answers.
+func TestNearCacheThroughAPI(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	e := newEnv(t, srv.Addr)
+	cfg := store.NearConfig{NearSize: 1000, NearMaxBytes: 1 << 20, NearTTL: 5 * time.Second}
+	if err := e.store.StartNearCache(t.Context(), cfg, e.metrics, func(string, error) {}); err != nil {
+		t.Fatal(err)
+	}
+	e.do(t, "PUT", "/v1/kv/k", `{"value":"v1"}`)
+	deadline := time.Now().Add(5 * time.Second)
+	for e.do(t, "GET", "/v1/kv/k", "").Header().Get("X-Cache") != "near" {
+		if time.Now().After(deadline) {
+			t.Fatal("GET never answered X-Cache: near")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	e.spans.Reset()
+	w := e.do(t, "GET", "/v1/kv/k", "")
+	if w.Header().Get("X-Cache") != "near" || !strings.Contains(w.Body.String(), `"v1"`) {
+		t.Fatalf("GET: %s %s", w.Header().Get("X-Cache"), w.Body.String())
+	}
+	var server, redisSpans int
+	for _, s := range e.spans.Ended() {
+		for _, a := range s.Attributes() {
+			if a.Key == "dubebox.near_cache" && a.Value.AsBool() {
+				server++
+			}
+		}
+		if s.SpanKind().String() == "client" {
+			redisSpans++
+		}
+	}
+	if server != 1 || redisSpans != 0 {
+		t.Errorf("a GET from the near cache made %d server spans marked near and %d Redis spans; want 1 and 0", server, redisSpans)
+	}
+	e.spans.Reset()
+	if w := e.do(t, "GET", "/v1/kv/k", "", "Cache-Control", "no-cache"); w.Header().Get("X-Cache") != "redis" {
+		t.Errorf("Cache-Control: no-cache answered X-Cache %q, want redis", w.Header().Get("X-Cache"))
+	}
+	redisSpans = 0
+	for _, s := range e.spans.Ended() {
+		if s.SpanKind().String() == "client" {
+			redisSpans++
+		}
+	}
+	if redisSpans == 0 {
+		t.Error("a GET from Redis made no Redis span: the check above proves nothing")
+	}
+	for i := range 50 {
+		want := fmt.Sprint("v", i+2)
+		e.do(t, "PUT", "/v1/kv/k", fmt.Sprintf(`{"value":%q}`, want))
+		if got := e.do(t, "GET", "/v1/kv/k", ""); !strings.Contains(got.Body.String(), want) {
+			t.Fatalf("GET after PUT %s answered %s (X-Cache %s)", want, got.Body.String(), got.Header().Get("X-Cache"))
+		}
+	}
 }

@@ -1,13 +1,17 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/dubebox/dubebox/internal/store"
 	"github.com/gin-gonic/gin"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // The original Flask tutorial's routes keep their JSON shapes.
@@ -40,7 +44,7 @@ func (h *handler) seedGet(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	s, err := h.store.Get(c.Request.Context(), key)
+	s, err := h.store.Get(readContext(c), key)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		// The tutorial answered a missing key with 200 and a null value.
@@ -48,6 +52,7 @@ func (h *handler) seedGet(c *gin.Context) error {
 	case err != nil:
 		return err
 	default:
+		source(c, s)
 		tag := etag(s.Value)
 		c.Header("ETag", tag)
 		if notModified(c, tag) {
@@ -124,10 +129,11 @@ func (h *handler) getString(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	s, err := h.store.Get(c.Request.Context(), key)
+	s, err := h.store.Get(readContext(c), key)
 	if err != nil {
 		return err
 	}
+	source(c, s)
 	tag := etag(s.Value)
 	c.Header("ETag", tag)
 	if notModified(c, tag) {
@@ -333,4 +339,25 @@ func (h *handler) batchGet(c *gin.Context) error {
 	}
 	c.JSON(http.StatusOK, resp)
 	return nil
+}
+
+// readContext is the request's context for a read, telling the store to
+// skip the near cache when the client asks with Cache-Control: no-cache.
+func readContext(c *gin.Context) context.Context {
+	ctx := c.Request.Context()
+	if strings.Contains(strings.ToLower(c.GetHeader("Cache-Control")), "no-cache") {
+		return store.WithoutNearCache(ctx)
+	}
+	return ctx
+}
+
+// source says where a string came from: X-Cache: near or redis, and on the
+// server span (a read from the near cache has no Redis span under it).
+func source(c *gin.Context, s store.String) {
+	if s.Near {
+		c.Header("X-Cache", "near")
+		trace.SpanFromContext(c.Request.Context()).SetAttributes(attribute.Bool("dubebox.near_cache", true))
+		return
+	}
+	c.Header("X-Cache", "redis")
 }

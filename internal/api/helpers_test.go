@@ -36,6 +36,8 @@ type env struct {
 	logs    *observer.ObservedLogs
 	// node is the Redis node of a single-server env, as metrics label it.
 	node string
+	// store is the router's store, unless an option replaced it.
+	store *store.Store
 }
 
 type (
@@ -113,12 +115,13 @@ func build(t testing.TB, tp redistest.Topology, shared bool, opts ...option) *en
 	})
 	cfg := config.Default().API
 	cfg.Version, cfg.MaxKeyBytes, cfg.MaxValueBytes = "test", 32, 1024
-	deps := api.Deps{Store: store.New(rdb, prefix, timeout, metrics), Log: log, Metrics: metrics, TracerProvider: tp2}
+	st := store.New(rdb, prefix, timeout, metrics)
+	deps := api.Deps{Store: st, Log: log, Metrics: metrics, TracerProvider: tp2}
 	for _, o := range opts {
 		o(&cfg, &deps)
 	}
 	h := api.New(cfg, deps)
-	return &env{h: h, rdb: rdb, prefix: prefix, metrics: metrics, spans: spans, logs: logs, node: tp.Nodes[0]}
+	return &env{h: h, rdb: rdb, prefix: prefix, metrics: metrics, spans: spans, logs: logs, node: tp.Nodes[0], store: st}
 }
 
 // do sends one request through the router. headers are name, value pairs.

@@ -44,6 +44,8 @@ type Config struct {
 	// replicas acknowledged it (Redis WAIT), for at most WaitTimeout.
 	WaitReplicas int           `env:"REDIS_WAIT_REPLICAS" envDefault:"0" valid:"0..16"`
 	WaitTimeout  time.Duration `env:"REDIS_WAIT_TIMEOUT" envDefault:"100ms" valid:"positive"`
+
+	Near NearConfig
 }
 
 // Topology names how the store reaches Redis: "single", "cluster" or

@@ -58,6 +58,8 @@ type Store struct {
 	wait    waitFor
 	// onFailover is told when a Cluster shard's primary changes.
 	onFailover func(old, new string)
+	// near is the near cache, nil while it is off (see StartNearCache).
+	near *near
 }
 
 // waitFor is how many replicas must acknowledge a write, and for how long
@@ -103,6 +105,8 @@ func New(rdb redis.UniversalClient, prefix string, timeout time.Duration, lookup
 type String struct {
 	Value string
 	TTL   time.Duration
+	// Near is true when the near cache answered, without Redis.
+	Near bool
 }
 
 // Hash is a hash's fields with its remaining time to live.
@@ -157,6 +161,14 @@ func (s *Store) Get(ctx context.Context, key string) (String, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	k := s.key(key)
+	var st stamp
+	if s.near != nil && ctx.Value(bypassNear{}) == nil {
+		if e, ok := s.near.get(k); ok {
+			s.lookup(OpGet, nil)
+			return String{Value: e.value, TTL: e.ttl(time.Now()), Near: true}, nil
+		}
+		st = s.near.begin(k)
+	}
 	var get *redis.StringCmd
 	var pttl *redis.DurationCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -173,6 +185,9 @@ func (s *Store) Get(ctx context.Context, key string) (String, error) {
 		return String{}, err
 	}
 	s.lookup(OpGet, nil)
+	if s.near != nil && !st.at.IsZero() {
+		s.near.put(k, get.Val(), pttl.Val(), st)
+	}
 	return String{Value: get.Val(), TTL: remaining(pttl.Val())}, nil
 }
 
@@ -324,6 +339,11 @@ func (s *Store) writeScript(ctx context.Context, script *redis.Script, key strin
 // connection, so it must share the write's. The write's own error wins;
 // redis.Nil is returned as it is, for callers that expect it.
 func (s *Store) write(ctx context.Context, key string, cmd func(redis.Cmdable) redis.Cmder) error {
+	if s.near != nil {
+		// Whatever the outcome (a timed-out write may still apply), the
+		// key's near-cache entry is unusable before the write is answered.
+		defer s.near.invalidate(key)
+	}
 	if s.wait.replicas == 0 {
 		return cmd(s.rdb).Err()
 	}
@@ -422,6 +442,9 @@ func (s *Store) HSet(ctx context.Context, key string, fields map[string]string, 
 	// Another writer of the same key makes EXEC fail; retry until the
 	// per-call deadline. Writers that collided would collide again if they
 	// all retried at once, so each waits a random, growing moment first.
+	if s.near != nil {
+		defer s.near.invalidate(k)
+	}
 	var err error
 	for attempt := 1; ; attempt++ {
 		err = s.rdb.Watch(ctx, write, k)

@@ -1,0 +1,286 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/maypok86/otter/v2"
+	"github.com/redis/go-redis/v9"
+)
+
+// NearConfig is the near cache's settings: strings kept in the process's
+// memory, so that a hot key's GET costs no Redis round trip.
+type NearConfig struct {
+	// NearSize bounds the entries; 0 turns the near cache off.
+	NearSize int `env:"NEAR_CACHE_SIZE" envDefault:"0" valid:"0..10000000"`
+	// NearMaxBytes bounds the memory the entries' keys and values take.
+	NearMaxBytes int `env:"NEAR_CACHE_MAX_BYTES" envDefault:"16777216" valid:"1024..1073741824"`
+	// NearTTL bounds how long an entry is served without Redis telling
+	// that it changed: the worst staleness if an invalidation is lost.
+	NearTTL time.Duration `env:"NEAR_CACHE_TTL" envDefault:"5s" valid:"positive"`
+}
+
+// NearRecorder is told what the near cache does, for the metrics.
+type NearRecorder interface {
+	NearHit()
+	NearMiss()
+	NearEviction()
+	NearInvalidation()
+}
+
+// nearStripes is how many generation counters the keys share. A write bumps
+// its key's stripe; an entry read before the bump is never served after
+// it. Keys that share a stripe only cost each other a miss.
+const nearStripes = 4096
+
+// near is the near cache. Redis tells it about every change to a key under
+// the prefix (CLIENT TRACKING in broadcast mode, redirected to a pub/sub
+// connection), and every write made through this process invalidates its
+// key before it is answered, so a client reads its own writes.
+type near struct {
+	cache    *otter.Cache[string, *nearEntry]
+	gens     [nearStripes]atomic.Uint64
+	epoch    atomic.Uint64 // bumped to drop every entry at once
+	ready    atomic.Bool   // tracking is on; until then nothing is kept or served
+	seed     maphash.Seed
+	maxStale time.Duration
+	maxValue int
+	report   NearRecorder
+}
+
+type nearEntry struct {
+	value      string
+	keyExpires time.Time // zero when the key has no TTL
+	until      time.Time // served until then at most
+	gen, epoch uint64
+}
+
+// stamp is where the near cache stood when a read of Redis began.
+type stamp struct {
+	gen, epoch uint64
+	at         time.Time
+}
+
+func newNear(cfg NearConfig, report NearRecorder) (*near, error) {
+	n := &near{seed: maphash.MakeSeed(), maxStale: cfg.NearTTL, report: report}
+	// Each entry weighs at least an equal share of the byte bound, so the
+	// bound on bytes also bounds the entries to NearSize.
+	// The config bounds NearMaxBytes to 1 GiB, so the weights fit.
+	share := max(uint32(cfg.NearMaxBytes/cfg.NearSize), 1) //nolint:gosec // at most 1 GiB.
+	n.maxValue = cfg.NearMaxBytes / 16
+	c, err := otter.New(&otter.Options[string, *nearEntry]{
+		MaximumWeight: uint64(cfg.NearMaxBytes), //nolint:gosec // positive, at most 1 GiB.
+		Weigher: func(k string, e *nearEntry) uint32 {
+			return max(uint32(len(k)+len(e.value)+64), share) //nolint:gosec // bounded by maxValue.
+		},
+		OnDeletion: func(e otter.DeletionEvent[string, *nearEntry]) {
+			if e.Cause == otter.CauseOverflow {
+				report.NearEviction()
+			}
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("near cache: %w", err)
+	}
+	n.cache = c
+	return n, nil
+}
+
+func (n *near) stripe(key string) *atomic.Uint64 {
+	return &n.gens[maphash.String(n.seed, key)%nearStripes]
+}
+
+// begin notes where the cache stands before a read of key goes to Redis.
+func (n *near) begin(key string) stamp {
+	return stamp{gen: n.stripe(key).Load(), epoch: n.epoch.Load(), at: time.Now()}
+}
+
+// get returns key's entry when it may still be served.
+func (n *near) get(key string) (*nearEntry, bool) {
+	if !n.ready.Load() {
+		return nil, false
+	}
+	e, ok := n.cache.GetIfPresent(key)
+	if ok && (e.gen != n.stripe(key).Load() || e.epoch != n.epoch.Load() || !time.Now().Before(e.until)) {
+		n.cache.Invalidate(key)
+		ok = false
+	}
+	if ok {
+		n.report.NearHit()
+	} else {
+		n.report.NearMiss()
+	}
+	return e, ok
+}
+
+// put keeps what a read that began at st found: value, with pttl left.
+// The key's expiry is taken from when the read began, so the entry never
+// outlives the key.
+func (n *near) put(key, value string, pttl time.Duration, st stamp) {
+	if !n.ready.Load() || len(value) > n.maxValue || st.gen != n.stripe(key).Load() || st.epoch != n.epoch.Load() {
+		return
+	}
+	e := &nearEntry{value: value, until: st.at.Add(n.maxStale), gen: st.gen, epoch: st.epoch}
+	if pttl > 0 {
+		e.keyExpires = st.at.Add(pttl)
+		if e.keyExpires.Before(e.until) {
+			e.until = e.keyExpires
+		}
+	}
+	n.cache.Set(key, e)
+}
+
+// invalidate makes key's entry, and any read of it under way, unusable.
+func (n *near) invalidate(key string) {
+	n.stripe(key).Add(1)
+	n.cache.Invalidate(key)
+	n.report.NearInvalidation()
+}
+
+// flush drops every entry, and what every read under way would keep.
+func (n *near) flush() {
+	n.epoch.Add(1)
+	n.cache.InvalidateAll()
+}
+
+// ttl is the entry's remaining TTL, as the store reports it.
+func (e *nearEntry) ttl(now time.Time) time.Duration {
+	if e.keyExpires.IsZero() {
+		return NoExpiry
+	}
+	return max(e.keyExpires.Sub(now), time.Millisecond)
+}
+
+// track keeps Redis's tracking of the key prefix on until ctx ends: a
+// pub/sub connection receives the invalidations, another turns tracking on
+// and redirects it there. Whenever either connection is lost, the cache is
+// emptied and serves nothing until tracking is back.
+func (n *near) track(ctx context.Context, opts *redis.Options, prefix string, log func(msg string, err error)) {
+	var subID atomic.Int64
+	subOpts := *opts
+	subOpts.PoolSize, subOpts.MinIdleConns = 1, 0
+	// RESP2: Redis then sends a redirected invalidation as a message on
+	// __redis__:invalidate; on RESP3 it would be a push go-redis keeps.
+	subOpts.Protocol = 2
+	subOpts.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
+		// go-redis reconnects a pub/sub connection by itself. A new one
+		// has another id, which tracking does not redirect to: stop
+		// serving at once, and let the loop set tracking up again.
+		n.ready.Store(false)
+		n.flush()
+		id, err := cn.ClientID(ctx).Result()
+		subID.Store(id)
+		return err
+	}
+	sub := redis.NewClient(&subOpts)
+	defer func() { _ = sub.Close() }()
+	ctlOpts := *opts
+	ctlOpts.PoolSize, ctlOpts.MinIdleConns = 1, 0
+	ctl := redis.NewClient(&ctlOpts)
+	defer func() { _ = ctl.Close() }()
+
+	for ctx.Err() == nil {
+		err := n.trackOnce(ctx, sub, ctl, &subID, prefix)
+		n.ready.Store(false)
+		n.flush()
+		if ctx.Err() != nil {
+			return
+		}
+		log("near cache: tracking lost; the cache is emptied and off until it is back", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// trackOnce sets tracking up and receives invalidations until a connection
+// fails.
+func (n *near) trackOnce(ctx context.Context, sub, ctl *redis.Client, subID *atomic.Int64, prefix string) error {
+	ps := sub.Subscribe(ctx, "__redis__:invalidate")
+	defer func() { _ = ps.Close() }()
+	if _, err := ps.Receive(ctx); err != nil {
+		return err
+	}
+	id := subID.Load()
+	conn := ctl.Conn()
+	defer func() { _ = conn.Close() }()
+	// The pooled connection may still track from a previous round.
+	if err := conn.Do(ctx, "CLIENT", "TRACKING", "off").Err(); err != nil {
+		return err
+	}
+	if err := conn.Do(ctx, "CLIENT", "TRACKING", "on", "REDIRECT", id, "BCAST", "PREFIX", prefix).Err(); err != nil {
+		return err
+	}
+	n.flush()
+	n.ready.Store(true)
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, time.Second)
+		var netErr interface{ Timeout() bool }
+		switch {
+		case err != nil && errors.As(err, &netErr) && netErr.Timeout():
+			// Quiet: check that both connections still hold, and that the
+			// subscriber is still the connection tracking redirects to.
+			if err := ps.Ping(ctx); err != nil {
+				return err
+			}
+			info, err := conn.Do(ctx, "CLIENT", "TRACKINGINFO").Result()
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(fmt.Sprint(info), fmt.Sprint(id)) || subID.Load() != id {
+				return fmt.Errorf("tracking no longer redirects to the subscriber %d: %v", id, info)
+			}
+			continue
+		case err != nil:
+			return err
+		}
+		m, ok := msg.(*redis.Message)
+		if !ok {
+			continue
+		}
+		if len(m.PayloadSlice) == 0 && m.Payload == "" {
+			// FLUSHDB or FLUSHALL: every key changed.
+			n.flush()
+			continue
+		}
+		keys := m.PayloadSlice
+		if len(keys) == 0 {
+			keys = []string{m.Payload}
+		}
+		for _, k := range keys {
+			n.invalidate(k)
+		}
+	}
+}
+
+type bypassNear struct{}
+
+// WithoutNearCache makes the reads under ctx go to Redis, as a request with
+// Cache-Control: no-cache asks.
+func WithoutNearCache(ctx context.Context) context.Context {
+	return context.WithValue(ctx, bypassNear{}, true)
+}
+
+// StartNearCache turns the near cache on and keeps Redis's tracking of the
+// key prefix until ctx ends. It needs one Redis server (a *redis.Client):
+// on a Cluster or behind Sentinel it returns an error saying why it stays
+// off. log is told when tracking is lost.
+func (s *Store) StartNearCache(ctx context.Context, cfg NearConfig, report NearRecorder, log func(msg string, err error)) error {
+	c, ok := s.rdb.(*redis.Client)
+	if !ok {
+		return fmt.Errorf("the near cache needs one Redis server; with a %T it stays off (invalidations would have to follow every node and every failover)", s.rdb)
+	}
+	n, err := newNear(cfg, report)
+	if err != nil {
+		return err
+	}
+	s.near = n
+	go n.track(ctx, c.Options(), s.prefix, log)
+	return nil
+}
