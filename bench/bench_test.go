@@ -400,6 +400,9 @@ func TestBench(t *testing.T) {
 	exported := exports.Load() - exportsBefore
 	wd := besideWebdis(t, pl, rs.Addr, bin, sink.URL)
 	checkFigures(t, wd.figures())
+	if wd.stale > 0 {
+		t.Errorf("%d of %d reads right after the same client's write answered another value through the near cache", wd.stale, wd.pairs)
+	}
 	checkFigures(t, map[string]float64{
 		"redis-benchmark GET": redisGet.rps, "redis-benchmark SET": redisSet.rps,
 		"GET on": telOn.get.rps, "PUT on": telOn.put.rps, "GET off": telOff.get.rps, "PUT off": telOff.put.rps,

@@ -60,7 +60,9 @@ func stack(t *testing.T, topology string) {
 		}
 		t.Cleanup(redisSrv.Kill)
 		nodes = []string{redisSrv.Addr}
-		api, base = servicetest.StartDubebox(t, bin, redisSrv.Addr, env...)
+		// The near cache works on one Redis server: on, so that its panel
+		// has data to show.
+		api, base = servicetest.StartDubebox(t, bin, redisSrv.Addr, append(env, "NEAR_CACHE_SIZE=10000")...)
 	}
 	apiAddr := strings.TrimPrefix(base, "http://")
 	waitHTTP(t, base+"/readyz", 10*time.Second)
