@@ -198,9 +198,9 @@ func New(cfg Config, deps Deps) http.Handler {
 	kv.PUT("", h.handle(h.putString))
 	kv.GET("", h.handle(h.getString))
 	kv.DELETE("", h.handle(h.deleteKey(store.TypeString)))
-	kv.GET("/ttl", h.handle(h.getTTL(store.TypeString)))
+	kv.GET("/ttl", h.handle(h.ttlOf(store.TypeString, h.store.TTL)))
 	kv.PUT("/ttl", h.handle(h.putTTL(store.TypeString)))
-	kv.DELETE("/ttl", h.handle(h.deleteTTL(store.TypeString)))
+	kv.DELETE("/ttl", h.handle(h.ttlOf(store.TypeString, h.store.Persist)))
 	kv.POST("/incr", h.handle(h.incr))
 
 	// What every key has, whatever its type: hashes and lists get their
@@ -209,9 +209,9 @@ func New(cfg Config, deps Deps) http.Handler {
 	keys := data.Group("/v1/keys/:key")
 	keys.GET("", h.handle(h.keyInfo))
 	keys.DELETE("", h.handle(h.deleteKey(store.AnyType)))
-	keys.GET("/ttl", h.handle(h.getTTL(store.AnyType)))
+	keys.GET("/ttl", h.handle(h.ttlOf(store.AnyType, h.store.TTL)))
 	keys.PUT("/ttl", h.handle(h.putTTL(store.AnyType)))
-	keys.DELETE("/ttl", h.handle(h.deleteTTL(store.AnyType)))
+	keys.DELETE("/ttl", h.handle(h.ttlOf(store.AnyType, h.store.Persist)))
 
 	hash := data.Group("/v1/hash/:key")
 	hash.PUT("", h.handle(h.putHash))

@@ -188,14 +188,15 @@ func (h *handler) keyInfo(c *gin.Context) error {
 	return nil
 }
 
-// getTTL reads the TTL of a key that holds typ.
-func (h *handler) getTTL(typ string) func(*gin.Context) error {
+// ttlOf answers a TTL route that takes no body, reading (store.TTL) or
+// removing (store.Persist) the TTL of a key that holds typ.
+func (h *handler) ttlOf(typ string, op func(ctx context.Context, key, typ string) (time.Duration, error)) func(*gin.Context) error {
 	return func(c *gin.Context) error {
 		key, err := h.key(c)
 		if err != nil {
 			return err
 		}
-		d, err := h.store.TTL(c.Request.Context(), key, typ)
+		d, err := op(c.Request.Context(), key, typ)
 		return ttlReply(c, key, d, err)
 	}
 }
@@ -223,18 +224,6 @@ func (h *handler) putTTL(typ string) func(*gin.Context) error {
 			return err
 		}
 		d, err := h.store.Expire(c.Request.Context(), key, typ, ttl)
-		return ttlReply(c, key, d, err)
-	}
-}
-
-// deleteTTL removes the TTL of a key that holds typ.
-func (h *handler) deleteTTL(typ string) func(*gin.Context) error {
-	return func(c *gin.Context) error {
-		key, err := h.key(c)
-		if err != nil {
-			return err
-		}
-		d, err := h.store.Persist(c.Request.Context(), key, typ)
 		return ttlReply(c, key, d, err)
 	}
 }
