@@ -628,11 +628,16 @@ func TestCompareAndSetLosesNoUpdate(t *testing.T) {
 		e.do(t, "PUT", "/v1/kv/counter", `{"value":"0"}`)
 		const writers, each = 8, 25
 		var wg sync.WaitGroup
-		var conflicts atomic.Int64
+		var conflicts, unknown atomic.Int64
 		for range writers {
 			wg.Go(func() {
 				for done := 0; done < each; {
 					r := e.do(t, "GET", "/v1/kv/counter", "")
+					if r.Code != 200 {
+						// A read that failed under load has no ETag; writing
+						// without one would not be compare-and-set.
+						continue
+					}
 					var cur struct{ Value string }
 					_ = json.Unmarshal(r.Body.Bytes(), &cur)
 					n, _ := strconv.Atoi(cur.Value)
@@ -642,6 +647,11 @@ func TestCompareAndSetLosesNoUpdate(t *testing.T) {
 						done++
 					case 412:
 						conflicts.Add(1)
+					case 503, 504:
+						// Redis did not answer in time under the load of
+						// the other tests: the write may or may not have
+						// been applied.
+						unknown.Add(1)
 					default:
 						t.Errorf("PUT: %d %s", w.Code, w.Body.String())
 						return
@@ -652,10 +662,14 @@ func TestCompareAndSetLosesNoUpdate(t *testing.T) {
 		wg.Wait()
 		var final struct{ Value string }
 		_ = json.Unmarshal(e.do(t, "GET", "/v1/kv/counter", "").Body.Bytes(), &final)
-		if final.Value != strconv.Itoa(writers*each) {
-			t.Errorf("counter %s after %d increments (%d conflicts retried): updates were lost", final.Value, writers*each, conflicts.Load())
+		// Every acknowledged increment is in the counter, and nothing else
+		// but the writes whose outcome was unknown.
+		n, _ := strconv.Atoi(final.Value)
+		if acked := writers * each; n < acked || n > acked+int(unknown.Load()) {
+			t.Errorf("counter %d after %d acknowledged increments (%d conflicts retried, %d outcomes unknown): updates were lost or doubled",
+				n, acked, conflicts.Load(), unknown.Load())
 		}
-		t.Logf("%d increments, %d conflicts answered 412 and retried", writers*each, conflicts.Load())
+		t.Logf("%d increments, %d conflicts answered 412 and retried, %d timed out", writers*each, conflicts.Load(), unknown.Load())
 	})
 }
 
