@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/dubebox/dubebox/observability"
+	"go.opentelemetry.io/otel/trace"
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
 )
@@ -69,5 +70,55 @@ func TestSpanBatchSize(t *testing.T) {
 	}
 	if total != 5 {
 		t.Errorf("the sink received %d spans in %v, want 5", total, batches)
+	}
+}
+
+// TestDefaultSampler checks the service's default sampler
+// (parentbased_traceidratio at 0.1): about a tenth of the traces that start
+// here are kept, and a caller's decision is followed either way.
+func TestDefaultSampler(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tp, err := observability.NewTracerProvider(ctx, observability.TracingConfig{
+		ServiceName: "test", Version: "test", Exporter: "none", Sampler: "parentbased_traceidratio", SamplerArg: 0.1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tp.Shutdown(ctx) })
+	tracer := tp.Tracer("test")
+	const roots = 20000
+	kept := 0
+	for range roots {
+		_, span := tracer.Start(ctx, "op")
+		if span.SpanContext().IsSampled() {
+			kept++
+		}
+		span.End()
+	}
+	// Trace ids are random: 10% of 20,000 is 2,000 with a standard
+	// deviation of about 42; 1,700 to 2,300 is over seven of them.
+	if kept < 1700 || kept > 2300 {
+		t.Errorf("kept %d of %d root traces, want about a tenth", kept, roots)
+	}
+	for _, sampled := range []bool{true, false} {
+		flags := trace.TraceFlags(0)
+		if sampled {
+			flags = trace.FlagsSampled
+		}
+		parent := trace.NewSpanContext(trace.SpanContextConfig{
+			TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}, TraceFlags: flags, Remote: true,
+		})
+		kept := 0
+		for range 100 {
+			_, span := tracer.Start(trace.ContextWithRemoteSpanContext(ctx, parent), "op")
+			if span.SpanContext().IsSampled() {
+				kept++
+			}
+			span.End()
+		}
+		if want := map[bool]int{true: 100, false: 0}[sampled]; kept != want {
+			t.Errorf("under a remote parent with sampled=%v: kept %d of 100, want %d", sampled, kept, want)
+		}
 	}
 }

@@ -105,7 +105,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	case cfg.Store.Near.NearSize == 0:
 		log.Info("near cache off: NEAR_CACHE_SIZE is 0")
 	case cfg.Store.Topology() != "single":
-		log.Warn("near cache off: NEAR_CACHE_SIZE needs one Redis server (REDIS_ADDR); on a Cluster or behind Sentinel its invalidations would have to follow every node and every failover",
+		// Info, not a warning: the near cache is on by default, and this is
+		// what it does on these topologies, not a fault.
+		log.Info("near cache off: it needs one Redis server (REDIS_ADDR); on a Cluster or behind Sentinel its invalidations would have to follow every node and every failover",
 			zap.String("topology", cfg.Store.Topology()))
 	default:
 		lost := func(msg string, err error) { log.Warn(msg, zap.Error(err)) }

@@ -48,7 +48,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	rs := redistest.Start(t, "--requirepass", password)
 	base, out, stop := start(t, map[string]string{
 		"REDIS_ADDR": rs.Addr, "REDIS_PASSWORD": password, "API_TOKEN": token, "API_READ_TOKEN": readToken,
-		"LOG_LEVEL": "debug", "OTEL_TRACES_EXPORTER": "console",
+		"LOG_LEVEL": "debug", "OTEL_TRACES_EXPORTER": "console", "OTEL_TRACES_SAMPLER": "always_on",
 	})
 	auth := []string{"Authorization", "Bearer " + token}
 	reqs := []struct{ method, path, body string }{

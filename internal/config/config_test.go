@@ -48,6 +48,9 @@ func TestDefaults(t *testing.T) {
 		{"HTTP_WRITE_TIMEOUT", c.HTTP.WriteTimeout, 30 * time.Second},
 		{"GOGC", c.GCPercent, config.GCPercent(200)},
 		{"OTEL_BSP_MAX_EXPORT_BATCH_SIZE", c.Tracing.BatchSize, 128},
+		{"OTEL_TRACES_SAMPLER", c.Tracing.Sampler, "parentbased_traceidratio"},
+		{"OTEL_TRACES_SAMPLER_ARG", c.Tracing.SamplerArg, 0.1},
+		{"NEAR_CACHE_SIZE", c.Store.Near.NearSize, 10000},
 	}
 	for _, tc := range tests {
 		if tc.got != tc.want {
@@ -118,6 +121,8 @@ func TestInvalid(t *testing.T) {
 		{"bad GOGC", map[string]string{"GOGC": "lots"}, "GOGC"},
 		{"span batch over the queue", map[string]string{"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "4096"}, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"},
 		{"zero GOGC", map[string]string{"GOGC": "0"}, "GOGC"},
+		{"unknown sampler", map[string]string{"OTEL_TRACES_SAMPLER": "jaeger_remote"}, "OTEL_TRACES_SAMPLER"},
+		{"ratio over 1", map[string]string{"OTEL_TRACES_SAMPLER_ARG": "10"}, "OTEL_TRACES_SAMPLER_ARG"},
 		{"bad rate", map[string]string{"RATE_LIMIT_RPS": "fast"}, "RATE_LIMIT_RPS"},
 		{"negative rate", map[string]string{"RATE_LIMIT_RPS": "-1"}, "RATE_LIMIT_RPS"},
 		{"bad burst", map[string]string{"RATE_LIMIT_RPS": "5", "RATE_LIMIT_BURST": "-1"}, "RATE_LIMIT_BURST"},

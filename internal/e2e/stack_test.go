@@ -60,9 +60,9 @@ func stack(t *testing.T, topology string) {
 		}
 		t.Cleanup(redisSrv.Kill)
 		nodes = []string{redisSrv.Addr}
-		// The near cache works on one Redis server: on, so that its panel
-		// has data to show.
-		api, base = servicetest.StartDubebox(t, bin, redisSrv.Addr, append(env, "NEAR_CACHE_SIZE=10000")...)
+		// The near cache, on by default, works on one Redis server: its
+		// panel has data to show.
+		api, base = servicetest.StartDubebox(t, bin, redisSrv.Addr, env...)
 	}
 	apiAddr := strings.TrimPrefix(base, "http://")
 	waitHTTP(t, base+"/readyz", 10*time.Second)

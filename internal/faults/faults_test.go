@@ -92,6 +92,94 @@ func TestRedisStalls(t *testing.T) {
 		contAt.Sub(stopAt).Round(time.Millisecond), len(during), counts, worst.Round(time.Millisecond), bound, readyDuring, readyAfter, firstOK.Round(time.Millisecond))
 }
 
+// TestNearCacheDuringStall pauses Redis while a key is in the near cache
+// (on by default): the process may keep answering that key from memory, as
+// nobody can change it while Redis is stopped, but only until its tracking
+// health check fails (a quiet second, then REDIS_TIMEOUT); from then on it
+// answers 504 like any other read, and it serves from memory again once
+// Redis is back.
+func TestNearCacheDuringStall(t *testing.T) {
+	rs := redistest.Start(t)
+	s := start(t, rs.Addr, "REDIS_TIMEOUT="+redisTimeout.String())
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPut, s.base+"/v1/kv/hot", strings.NewReader(`{"value":"v"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := quick.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("PUT: %d", resp.StatusCode)
+	}
+	waitNear := func(within time.Duration) bool {
+		for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if code, _, cache := readHot(s.base); code == 200 && cache == "near" {
+				return true
+			}
+		}
+		return false
+	}
+	if !waitNear(5 * time.Second) {
+		t.Fatal("the key was never answered from the near cache")
+	}
+	if err := rs.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	stopAt := time.Now()
+	// One quiet second before the health check, REDIS_TIMEOUT for its
+	// PING, and room for the scheduler.
+	bound := time.Second + redisTimeout + 500*time.Millisecond
+	var lastNear time.Duration = -1
+	refused := 0
+	for time.Since(stopAt) < 3*time.Second {
+		code, body, cache := readHot(s.base)
+		switch {
+		case code == 200 && cache == "near" && body == "v":
+			lastNear = time.Since(stopAt)
+		case code == 503 || code == 504:
+			refused++
+		default:
+			t.Errorf("GET during the stall: %d %q X-Cache %q", code, body, cache)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := rs.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if lastNear > bound {
+		t.Errorf("the near cache answered %v into the stall, past its bound %v", lastNear, bound)
+	}
+	if refused == 0 {
+		t.Error("no read was refused during a 3 s stall: the near cache never noticed")
+	}
+	if !waitNear(5 * time.Second) {
+		t.Error("the near cache did not come back within 5 s of Redis")
+	}
+	t.Logf("faults: near cache during a 3 s stall: last answer from memory %v in (bound %v), then %d reads refused; back after SIGCONT",
+		lastNear.Round(time.Millisecond), bound, refused)
+}
+
+// readHot GETs the key "hot" and returns the status, the value and where
+// it came from.
+func readHot(base string) (code int, value, cache string) {
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, base+"/v1/kv/hot", nil)
+	if err != nil {
+		return 0, err.Error(), ""
+	}
+	resp, err := quick.Do(req)
+	if err != nil {
+		return 0, err.Error(), ""
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var got struct {
+		Value string `json:"value"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&got)
+	return resp.StatusCode, got.Value, resp.Header.Get("X-Cache")
+}
+
 // TestRedisDiesAndComesBack kills redis-server (-9) under load and restarts
 // it on the same port; Redis fsyncs every write, so any lost acknowledged
 // write is the API's fault.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -238,5 +239,42 @@ func TestNearCacheOnlyOnOneServer(t *testing.T) {
 	s := store.New(cc, "near:", time.Second, nil)
 	if err := s.StartNearCache(t.Context(), nearTest, &nearCounts{}, func(string, error) {}); err == nil {
 		t.Fatal("a Cluster client started the near cache")
+	}
+}
+
+// TestNearCacheRefusedTracking runs the near cache as a user whose ACL
+// forbids CLIENT TRACKING: every read goes to Redis, and the refusal is
+// logged once, not on every retry.
+func TestNearCacheRefusedTracking(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t, "--user", "app", "on", ">app-pw", "~*", "&*", "+@all", "-client|tracking")
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, Username: "app", Password: "app-pw"})
+	t.Cleanup(func() { _ = rdb.Close() })
+	s := store.New(rdb, "near:", time.Second, nil)
+	var logged atomic.Int64
+	var lastErr atomic.Value
+	err := s.StartNearCache(t.Context(), nearTest, &nearCounts{}, func(_ string, err error) {
+		logged.Add(1)
+		lastErr.Store(fmt.Sprint(err))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Set(ctx, "k", "v", 0); err != nil {
+		t.Fatal(err)
+	}
+	// Long enough for the retries at 0.5 s, 1 s and 2 s.
+	for deadline := time.Now().Add(4 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		got, err := s.Get(ctx, "k")
+		if err != nil || got.Value != "v" || got.Near {
+			t.Fatalf("read with tracking refused: %+v, %v; want v from Redis", got, err)
+		}
+	}
+	if n := logged.Load(); n != 1 {
+		t.Errorf("the refusal was logged %d times in 4 s, want once", n)
+	}
+	if e, _ := lastErr.Load().(string); !strings.Contains(e, "NOPERM") {
+		t.Errorf("the log does not carry Redis's refusal: %q", e)
 	}
 }
