@@ -49,7 +49,7 @@ faults: ## fault tests (Redis stalled, killed, full; Cluster and Sentinel failov
 	$(GO) test -tags faults -count=1 -v ./internal/faults
 	$(GO) test -count=1 -v -run '^(TestHostileInput|TestReadToken|TestRateLimit|TestTokenGuessingIsSlowed|TestCardinalityIsBounded|TestSecretsNeverLeak|TestNamespaceIsolation|TestRedisAuth)$$' ./internal/api ./cmd/dubebox
 
-bench: ## benchmark against redis-benchmark, appends to bench/results.md (needs wrk, redis-benchmark)
+bench: ## benchmark against redis-benchmark, baselines and Webdis, appends to bench/results.md (needs wrk, redis-benchmark, webdis)
 	$(GO) test -tags bench -count=1 -v -timeout 30m -run TestBench ./bench
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/api
 

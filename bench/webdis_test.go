@@ -73,6 +73,9 @@ type webdisRun struct {
 	rps       map[string]map[string]float64 // workload -> contender -> req/s
 
 	nearRSS            float64 // MiB, the 100%-sampled near-cache server's peak
+	shippedRSS         float64 // MiB, the peak of the server as shipped
+	olRate, olGot      float64 // open-loop GETs asked and reached, as shipped
+	olP99              float64 // ms
 	pairs, stale       int64   // read-your-writes through one instance
 	staleP99, staleMax float64 // ms until another instance answers a write
 }
@@ -84,10 +87,12 @@ const (
 	wPut  = "PUT, one key"
 )
 
-// besideWebdis measures Webdis (C, libevent) and DubeBox with telemetry at
-// 100% and 10% trace sampling and off, on the same Redis, alternated run by
-// run, on the skewed GET and on one key's GET and PUT.
-func besideWebdis(t *testing.T, pl plan, redisAddr, bin, otlp string) webdisRun {
+// besideWebdis measures Webdis (C, libevent) and DubeBox with and without
+// the near cache, with telemetry at 100% and 10% trace sampling and off,
+// on the same Redis, alternated run by run, on the skewed GET and on one
+// key's GET and PUT; then, on DubeBox as shipped, the open-loop p99, and on
+// the near cache, read-your-writes and the cross-instance staleness.
+func besideWebdis(t *testing.T, pl plan, redisAddr, bin, loadgen, otlp string) webdisRun {
 	t.Helper()
 	servicetest.Need(t, "webdis", "install Webdis (apt-get install -y webdis)")
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
@@ -129,11 +134,13 @@ func besideWebdis(t *testing.T, pl plan, redisAddr, bin, otlp string) webdisRun 
 			get:  oneKey("GET", "/GET/dubebox:one", "", ""),
 			put:  oneKey("PUT", "/SET/dubebox:one", "application/octet-stream", value),
 		},
-		dubebox("DubeBox, 100% sampled", "OTEL_TRACES_EXPORTER=otlp", "OTEL_TRACES_SAMPLER=always_on"),
-		dubebox("DubeBox, 10% sampled", "OTEL_TRACES_EXPORTER=otlp", "OTEL_TRACES_SAMPLER=parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG=0.1"),
-		dubebox("DubeBox, telemetry off", "LOG_LEVEL=warn", "OTEL_TRACES_EXPORTER=none", "OTEL_TRACES_SAMPLER=always_off"),
-		dubebox(nearFull, "NEAR_CACHE_SIZE=10000", "OTEL_TRACES_EXPORTER=otlp", "OTEL_TRACES_SAMPLER=always_on"),
-		dubebox(nearTenth, "NEAR_CACHE_SIZE=10000", "OTEL_TRACES_EXPORTER=otlp", "OTEL_TRACES_SAMPLER=parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG=0.1"),
+		dubebox(plainFull, "NEAR_CACHE_SIZE=0", "OTEL_TRACES_EXPORTER=otlp", "OTEL_TRACES_SAMPLER=always_on"),
+		dubebox(plainTenth, "NEAR_CACHE_SIZE=0", "OTEL_TRACES_EXPORTER=otlp", "OTEL_TRACES_SAMPLER=parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG=0.1"),
+		dubebox(plainOff, "NEAR_CACHE_SIZE=0", "LOG_LEVEL=warn", "OTEL_TRACES_EXPORTER=none", "OTEL_TRACES_SAMPLER=always_off"),
+		dubebox(nearFull, "OTEL_TRACES_EXPORTER=otlp", "OTEL_TRACES_SAMPLER=always_on"),
+		// No setting of its own: the near cache and the sampler as shipped.
+		dubebox(shipped, "OTEL_TRACES_EXPORTER=otlp"),
+		dubebox(nearOff, "LOG_LEVEL=warn", "OTEL_TRACES_EXPORTER=none", "OTEL_TRACES_SAMPLER=always_off"),
 	}
 	run := webdisRun{workloads: []string{wZipf, wGet, wPut}, rps: map[string]map[string]float64{}}
 	samples := map[string]map[string][]float64{}
@@ -157,19 +164,27 @@ func besideWebdis(t *testing.T, pl plan, redisAddr, bin, otlp string) webdisRun 
 			run.rps[w][name] = median(xs)
 		}
 	}
+	run.olRate = run.rps[wZipf][shipped] / 2
+	run.olGot, run.olP99 = openLoopP99(t, pl, loadgen, servers[shipped].base, "zipf", zipfKeys, run.olRate)
+	run.shippedRSS = servers[shipped].peakRSS(t)
 	near := servers[nearFull]
 	run.nearRSS = near.peakRSS(t)
 	run.pairs, run.stale = readYourWrites(t, near.base, pl)
-	other := startServer(t, bin, redisAddr, []string{"NEAR_CACHE_SIZE=10000", "LOG_LEVEL=warn", "OTEL_TRACES_EXPORTER=none"})
+	other := startServer(t, bin, redisAddr, []string{"LOG_LEVEL=warn", "OTEL_TRACES_EXPORTER=none"})
 	stops = append(stops, other.stop)
 	run.staleP99, run.staleMax = crossInstance(t, near.base, other.base, pl)
 	return run
 }
 
-// The near-cache contenders.
+// The DubeBox contenders: without the near cache (every GET a Redis round
+// trip), and with it, as shipped (near cache on, 10% of traces kept).
 const (
-	nearFull  = "DubeBox + near cache, 100% sampled"
-	nearTenth = "DubeBox + near cache, 10% sampled"
+	plainFull  = "no near cache, 100% sampled"
+	plainTenth = "no near cache, 10% sampled"
+	plainOff   = "no near cache, telemetry off"
+	nearFull   = "near cache, 100% sampled"
+	shipped    = "as shipped: near cache, 10% sampled"
+	nearOff    = "near cache, telemetry off"
 )
 
 // readYourWrites has 8 clients each PUT a value and GET it back at once
@@ -292,7 +307,7 @@ func startWebdis(t *testing.T, redisAddr string) string {
 // as ratios to Webdis in the same run.
 func (r webdisRun) render() string {
 	var b strings.Builder
-	b.WriteString("\nBeside Webdis (C, libevent; Debian's webdis), same Redis, alternated run by run; DubeBox with the info access log, metrics and OTLP export to a discarding sink; ratios to Webdis:\n\n")
+	b.WriteString("\nBeside Webdis (C, libevent; Debian's webdis), same Redis, alternated run by run; DubeBox (every column but Webdis) with the info access log, metrics and OTLP export to a discarding sink unless its telemetry is off; ratios to Webdis:\n\n")
 	b.WriteString("| workload | " + strings.Join(r.names, " | ") + " |\n|---|" + strings.Repeat("---:|", len(r.names)) + "\n")
 	webdis := r.names[0]
 	for _, w := range r.workloads {
@@ -316,11 +331,16 @@ func (r webdisRun) render() string {
 		}
 		fmt.Fprintf(&b, "| %s | %.2f%s | %s %.2f%s | %v |\n", name, v, unit, map[bool]string{true: "≥", false: "≤"}[higher], goal, unit, met)
 	}
-	check("Zipf GET, 10% sampled, near cache, ×Webdis", ratio(wZipf, nearTenth), 0.6, true, "")
+	check("Zipf GET, 10% sampled (as shipped), ×Webdis", ratio(wZipf, shipped), 0.6, true, "")
 	check("Zipf GET, 100% sampled, near cache, ×Webdis", ratio(wZipf, nearFull), 0.45, true, "")
-	check("PUT, 100% sampled, ×Webdis", ratio(wPut, r.names[1]), 0.3, true, "")
-	check("Zipf GET telemetry on/off (no near cache)", r.rps[wZipf][r.names[1]]/r.rps[wZipf][r.names[3]], 0.8, true, "")
-	check("peak RSS with a 10,000-entry near cache", r.nearRSS, 64, false, " MiB")
+	check("PUT, 100% sampled, near cache, ×Webdis", ratio(wPut, nearFull), 0.3, true, "")
+	check("PUT, 100% sampled, no near cache, ×Webdis", ratio(wPut, plainFull), 0.3, true, "")
+	check("Zipf GET telemetry on/off, as shipped (10% sampled)", r.rps[wZipf][shipped]/r.rps[wZipf][nearOff], 0.8, true, "")
+	check("Zipf GET telemetry on/off, near cache, 100% sampled", r.rps[wZipf][nearFull]/r.rps[wZipf][nearOff], 0.8, true, "")
+	check("Zipf GET telemetry on/off, no near cache, 100% sampled", r.rps[wZipf][plainFull]/r.rps[wZipf][plainOff], 0.8, true, "")
+	check(fmt.Sprintf("open-loop Zipf GET p99 as shipped at %.0f req/s (got %.0f)", r.olRate, r.olGot), r.olP99, 2, false, " ms")
+	check("peak RSS with a 10,000-entry near cache, 100% sampled", r.nearRSS, 64, false, " MiB")
+	check("peak RSS as shipped (10,000-entry near cache, 10% sampled)", r.shippedRSS, 64, false, " MiB")
 	check(fmt.Sprintf("stale reads after one's own write (%d pairs)", r.pairs), float64(r.stale), 0, false, "")
 	fmt.Fprintf(&b, "\nAnother instance stopped answering the old value within %.2f ms at p99 and %.2f ms at most (of the cross-instance trials); "+
 		"every entry's life is also bounded by NEAR_CACHE_TTL (5 s) should an invalidation be lost.\n", r.staleP99, r.staleMax)
@@ -330,6 +350,7 @@ func (r webdisRun) render() string {
 // figures lists the comparison's numbers for checkFigures.
 func (r webdisRun) figures() map[string]float64 {
 	out := map[string]float64{"near-cache peak RSS": r.nearRSS, "read-your-writes pairs": float64(r.pairs),
+		"peak RSS as shipped": r.shippedRSS, "open-loop as shipped": r.olGot, "open-loop p99 as shipped": r.olP99,
 		"cross-instance max": r.staleMax}
 	for w, byName := range r.rps {
 		for name, v := range byName {
