@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/dubebox/dubebox/internal/config"
 	"github.com/dubebox/dubebox/observability"
 	"go.opentelemetry.io/otel/trace"
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
@@ -73,15 +74,19 @@ func TestSpanBatchSize(t *testing.T) {
 	}
 }
 
-// TestDefaultSampler checks the service's default sampler
-// (parentbased_traceidratio at 0.1): about a tenth of the traces that start
-// here are kept, and a caller's decision is followed either way.
+// TestDefaultSampler checks the tracer provider built from the default
+// settings (parentbased_traceidratio at 0.1, which internal/config's tests
+// pin): about a tenth of the traces that start here are kept, and a
+// caller's decision is followed either way.
 func TestDefaultSampler(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	tp, err := observability.NewTracerProvider(ctx, observability.TracingConfig{
-		ServiceName: "test", Version: "test", Exporter: "none", Sampler: "parentbased_traceidratio", SamplerArg: 0.1,
-	})
+	// The settings as an empty environment leaves them.
+	cfg, err := config.Load(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, err := observability.NewTracerProvider(ctx, cfg.Tracing)
 	if err != nil {
 		t.Fatal(err)
 	}

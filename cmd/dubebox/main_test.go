@@ -26,7 +26,7 @@ func start(t *testing.T, env map[string]string) (string, *servicetest.SyncBuffer
 		env = map[string]string{}
 	}
 	env["HTTP_ADDR"] = "127.0.0.1:0"
-	if env["REDIS_ADDR"] == "" {
+	if env["REDIS_ADDR"] == "" && env["REDIS_CLUSTER_ADDRS"] == "" && env["REDIS_SENTINEL_ADDRS"] == "" {
 		env["REDIS_ADDR"] = redistest.Addr(t)
 	}
 	if env["KEY_PREFIX"] == "" {
@@ -119,6 +119,41 @@ func TestMetricsPassPromtool(t *testing.T) {
 	// test in this package sets GOGC, so every run in the process agrees.
 	if want := fmt.Sprintf("\ngo_gc_gogc_percent %d\n", config.DefaultGCPercent); !strings.Contains(body, want) {
 		t.Errorf("/metrics lacks %q: GOGC was not applied", strings.TrimSpace(want))
+	}
+}
+
+// TestNearCacheStartupLine checks that the start-up log says whether the
+// near cache (on by default) is on, and why it is off where it is.
+func TestNearCacheStartupLine(t *testing.T) {
+	t.Parallel()
+	port, err := redistest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nowhere := "127.0.0.1:" + strconv.Itoa(port)
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"default, one server", nil, `"msg":"near cache on","entries":10000`},
+		{"turned off", map[string]string{"NEAR_CACHE_SIZE": "0"}, `"msg":"near cache off: NEAR_CACHE_SIZE is 0"`},
+		{"cluster", map[string]string{"REDIS_CLUSTER_ADDRS": nowhere, "REDIS_TIMEOUT": "200ms"},
+			`"msg":"near cache off: it needs one Redis server (REDIS_ADDR)`},
+		{"sentinel", map[string]string{"REDIS_SENTINEL_ADDRS": nowhere, "REDIS_SENTINEL_MASTER": "m", "REDIS_TIMEOUT": "200ms"},
+			`"msg":"near cache off: it needs one Redis server (REDIS_ADDR)`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, out, stop := start(t, tc.env)
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out.String(), tc.want) {
+				t.Errorf("the start-up log lacks %s:\n%s", tc.want, out)
+			}
+		})
 	}
 }
 
