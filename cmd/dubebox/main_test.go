@@ -126,11 +126,7 @@ func TestMetricsPassPromtool(t *testing.T) {
 // near cache (on by default) is on, and why it is off where it is.
 func TestNearCacheStartupLine(t *testing.T) {
 	t.Parallel()
-	port, err := redistest.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	nowhere := "127.0.0.1:" + strconv.Itoa(port)
+	nowhere := servicetest.FreeAddr(t)
 	tests := []struct {
 		name string
 		env  map[string]string
