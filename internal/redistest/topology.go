@@ -2,12 +2,13 @@ package redistest
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,9 +38,12 @@ func (tp Topology) Options() *redis.UniversalOptions {
 // under.
 const SentinelMaster = "dubebox"
 
-// Cluster is a Redis Cluster of three primaries with one replica each.
+// Cluster is a Redis Cluster of three primaries with the same number of
+// replicas each.
 type Cluster struct {
 	Nodes []*Server
+	// replicas is how many replicas each primary has.
+	replicas int
 }
 
 // Topology returns the options that reach the cluster.
@@ -58,60 +62,85 @@ func (c *Cluster) Stop() {
 	}
 }
 
-// clusterPort finds a free port whose cluster bus port (port + 10000) is
-// free too, and below 65536.
+// Cluster node ports are taken from clusterPortMin to clusterPortMax. A
+// node also listens on its bus port, port + 10000, which must stay below the
+// kernel's ephemeral range (32768 and up on Linux): there an outgoing
+// connection of any process can take the port first, and the node cannot
+// bind it.
+const (
+	clusterPortMin = 12000
+	clusterPortMax = 22767
+)
+
+// clusterPort picks a port from clusterPortMin to clusterPortMax that is free
+// and whose bus port is free too. Another process may still take either
+// before the node binds them: StartCluster then tries another.
 func clusterPort(taken map[int]bool) (int, error) {
-	for range 200 {
-		p, err := FreePort()
+	var lc net.ListenConfig
+	free := func(p int) bool {
+		ln, err := lc.Listen(context.Background(), "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
 		if err != nil {
-			return 0, err
-		}
-		if p >= 55536 || taken[p] || taken[p+10000] {
-			continue
-		}
-		var lc net.ListenConfig
-		ln, err := lc.Listen(context.Background(), "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p+10000)))
-		if err != nil {
-			continue
+			return false
 		}
 		_ = ln.Close()
+		return true
+	}
+	for range 500 {
+		p := clusterPortMin + mrand.IntN(clusterPortMax-clusterPortMin+1) //nolint:gosec // a port, not a secret.
+		if taken[p] || taken[p+10000] || !free(p) || !free(p+10000) {
+			continue
+		}
 		taken[p], taken[p+10000] = true, true
 		return p, nil
 	}
-	return 0, errors.New("no free port below 55536 with a free bus port")
+	return 0, fmt.Errorf("no free port from %d to %d with a free bus port", clusterPortMin, clusterPortMax)
 }
 
-// StartCluster starts six cluster-enabled servers under dir and joins them
-// with redis-cli --cluster create (three primaries, one replica each), then
-// waits until every node says the cluster is ok. nodeTimeout is the
-// cluster's cluster-node-timeout.
+// StartCluster starts a Redis Cluster of three primaries with one replica
+// each under dir; see StartClusterReplicas.
 func StartCluster(dir string, nodeTimeout time.Duration) (*Cluster, error) {
+	return StartClusterReplicas(dir, nodeTimeout, 1)
+}
+
+// StartClusterReplicas starts 3 × (1 + replicas) cluster-enabled servers
+// under dir and joins them with redis-cli --cluster create (three
+// primaries, replicas each), then waits until every node says the cluster
+// is ok and sees every replica as a replica. nodeTimeout is the cluster's
+// cluster-node-timeout.
+func StartClusterReplicas(dir string, nodeTimeout time.Duration, replicas int) (*Cluster, error) {
 	if _, err := exec.LookPath("redis-cli"); err != nil {
 		return nil, fmt.Errorf("redis-cli not found: %s", InstallHint)
 	}
-	c := &Cluster{}
+	c := &Cluster{replicas: replicas}
 	taken := map[int]bool{}
-	for i := range 6 {
-		port, err := clusterPort(taken)
-		if err != nil {
-			c.Stop()
-			return nil, err
-		}
+	for i := range 3 * (1 + replicas) {
 		nd := filepath.Join(dir, fmt.Sprintf("node%d", i))
 		if err := os.MkdirAll(nd, 0o755); err != nil {
 			c.Stop()
 			return nil, err
 		}
-		s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Port: port, Dir: nd, args: []string{
-			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", strconv.Itoa(int(nodeTimeout.Milliseconds())),
-			"--appendonly", "no",
-			// Redis waits 5 s by default before a diskless full sync, to
-			// gather replicas; a replica that never synced refuses to
-			// take over.
-			"--repl-diskless-sync-delay", "0",
-		}}
-		if err := s.Start(); err != nil {
+		var s *Server
+		var err error
+		// A port found free can be taken before the node binds it.
+		for range 3 {
+			var port int
+			if port, err = clusterPort(taken); err != nil {
+				break
+			}
+			s = &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Port: port, Dir: nd, args: []string{
+				"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+				"--cluster-node-timeout", strconv.Itoa(int(nodeTimeout.Milliseconds())),
+				"--appendonly", "no",
+				// Redis waits 5 s by default before a diskless full sync, to
+				// gather replicas; a replica that never synced refuses to
+				// take over.
+				"--repl-diskless-sync-delay", "0",
+			}}
+			if err = s.Start(); err == nil {
+				break
+			}
+		}
+		if err != nil {
 			c.Stop()
 			return nil, err
 		}
@@ -121,7 +150,7 @@ func StartCluster(dir string, nodeTimeout time.Duration) (*Cluster, error) {
 	for _, n := range c.Nodes {
 		args = append(args, n.Addr)
 	}
-	args = append(args, "--cluster-replicas", "1", "--cluster-yes")
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
 	if out, err := exec.CommandContext(context.Background(), "redis-cli", args...).CombinedOutput(); err != nil {
 		c.Stop()
 		return nil, fmt.Errorf("redis-cli --cluster create: %w\n%s", err, out)
@@ -133,8 +162,12 @@ func StartCluster(dir string, nodeTimeout time.Duration) (*Cluster, error) {
 	return c, nil
 }
 
-// WaitOK waits until every running node reports cluster_state:ok, knows
-// every other node and every slot is served.
+// WaitOK waits until every running node reports cluster_state:ok, every
+// slot is served, every replica is in sync, and every node sees the same
+// primaries (each with slots) and every other running node as what it is:
+// for a moment after a join or a failover, a node can still show a replica
+// as a primary without slots, and a test that read the topology then would
+// act on a wrong one.
 func (c *Cluster) WaitOK(within time.Duration) error {
 	deadline := time.Now().Add(within)
 	for {
@@ -151,10 +184,13 @@ func (c *Cluster) WaitOK(within time.Duration) error {
 
 func (c *Cluster) check() error {
 	ctx := context.Background()
+	running := 0
+	views := map[string]string{}
 	for _, n := range c.Nodes {
 		if n.cmd == nil {
 			continue
 		}
+		running++
 		rdb := redis.NewClient(&redis.Options{Addr: n.Addr, MaxRetries: -1, DisableIdentity: true})
 		info, err := rdb.ClusterInfo(ctx).Result()
 		if err == nil && (!strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, "cluster_slots_ok:16384")) {
@@ -163,12 +199,54 @@ func (c *Cluster) check() error {
 		if err == nil {
 			err = replicaInSync(ctx, rdb)
 		}
+		var nodes string
+		if err == nil {
+			nodes, err = rdb.ClusterNodes(ctx).Result()
+		}
 		_ = rdb.Close()
 		if err != nil {
 			return err
 		}
+		views[n.Addr] = roles(nodes)
+	}
+	// Every node must agree on the roles, and see every running node as
+	// either a primary with slots or a replica of one.
+	var first string
+	for addr, v := range views {
+		if first == "" {
+			first = v
+		}
+		if v != first {
+			return fmt.Errorf("%s sees the roles as %s, another node as %s", addr, v, first)
+		}
+		if got := strings.Count(v, "\n"); got < running {
+			return fmt.Errorf("%s knows the role of %d of %d running nodes: %s", addr, got, running, v)
+		}
 	}
 	return nil
+}
+
+// roles sums up CLUSTER NODES as one line per live node: its address and
+// "primary" when it serves slots, "replica of <id>" when it follows one;
+// nodes marked as failing, and primaries without slots (a replica not yet
+// known as one, or a failed primary), are left out.
+func roles(nodes string) string {
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(nodes), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 8 || strings.Contains(f[2], "fail") || strings.Contains(f[2], "handshake") || strings.Contains(f[2], "noaddr") {
+			continue
+		}
+		addr := strings.SplitN(f[1], "@", 2)[0]
+		switch {
+		case strings.Contains(f[2], "master") && len(f) > 8:
+			out = append(out, addr+" primary")
+		case strings.Contains(f[2], "slave") && f[3] != "-":
+			out = append(out, addr+" replica of "+f[3])
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, "\n") + "\n"
 }
 
 // replicaInSync fails while rdb is a replica whose link to its primary is
