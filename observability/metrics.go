@@ -13,35 +13,39 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
-	"go.uber.org/zap"
 )
 
 // Metrics holds DubeBox's own Prometheus registry and the collectors the
 // middleware, the Redis hook and the store write to. Its metric names are a
 // contract with the dashboard and the alert rules: do not rename them alone.
+//
+// The collectors are reached only through its methods, so that what is
+// recorded, and how its labels are bounded, is written once, here.
 type Metrics struct {
-	Registry *prometheus.Registry
+	registry *prometheus.Registry
 
-	HTTPRequests   *prometheus.CounterVec
-	HTTPDuration   *prometheus.HistogramVec
-	HTTPInFlight   prometheus.Gauge
-	RateLimited    prometheus.Counter
-	CacheLookups   *prometheus.CounterVec
-	RedisCommands  *prometheus.CounterVec
-	RedisDuration  *prometheus.HistogramVec
-	RedisFailovers prometheus.Counter
-	Redirections   *prometheus.CounterVec
+	httpRequests   *prometheus.CounterVec
+	httpDuration   *prometheus.HistogramVec
+	httpInFlight   prometheus.Gauge
+	rateLimited    prometheus.Counter
+	cacheLookups   *prometheus.CounterVec
+	redisCommands  *prometheus.CounterVec
+	redisDuration  *prometheus.HistogramVec
+	redisFailovers prometheus.Counter
+	redirections   *prometheus.CounterVec
 	redirectMoved  prometheus.Counter
 	redirectAsk    prometheus.Counter
 	cacheHit       map[string]prometheus.Counter
 	cacheMiss      map[string]prometheus.Counter
-	NearCache      *prometheus.CounterVec
+	nearCache      *prometheus.CounterVec
 	nearHit        prometheus.Counter
 	nearMiss       prometheus.Counter
 	nearEviction   prometheus.Counter
 	nearInvalid    prometheus.Counter
+	nearTracking   prometheus.Gauge
 
 	httpExemplars  *exemplarGate
 	redisExemplars *exemplarGate
@@ -57,42 +61,42 @@ func NewMetrics(version string, readOps []string) *Metrics {
 	httpBuckets := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
 	redisBuckets := []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}
 	m := &Metrics{
-		Registry: reg,
-		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+		registry: reg,
+		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dubebox_http_requests_total",
 			Help: "HTTP requests answered, by method, route template and status code.",
 		}, []string{"method", "route", "code"}),
-		HTTPDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "dubebox_http_request_duration_seconds",
 			Help:    "Time from the request's arrival to its response, by method and route template.",
 			Buckets: httpBuckets,
 		}, []string{"method", "route"}),
-		HTTPInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+		httpInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "dubebox_http_requests_in_flight",
 			Help: "HTTP requests being served now.",
 		}),
-		RateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dubebox_http_rate_limited_total",
 			Help: "Requests refused with 429 by the per-client rate limit (RATE_LIMIT_RPS).",
 		}),
-		CacheLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+		cacheLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dubebox_cache_lookups_total",
 			Help: "Reads of the store by operation and result (hit or miss): the cache hit ratio.",
 		}, []string{"operation", "result"}),
-		RedisCommands: prometheus.NewCounterVec(prometheus.CounterOpts{
+		redisCommands: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dubebox_redis_commands_total",
 			Help: "Redis commands sent, by command, status (ok, nil or error) and node (host:port).",
 		}, []string{"command", "status", "node"}),
-		RedisDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		redisDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "dubebox_redis_command_duration_seconds",
 			Help:    "Round-trip time of Redis commands by command and node (a pipeline or MULTI/EXEC counts once, as \"pipeline\").",
 			Buckets: redisBuckets,
 		}, []string{"command", "node"}),
-		RedisFailovers: prometheus.NewCounter(prometheus.CounterOpts{
+		redisFailovers: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dubebox_redis_failovers_total",
 			Help: "Times the API found a new primary: behind Sentinel, or for a Cluster shard.",
 		}),
-		Redirections: prometheus.NewCounterVec(prometheus.CounterOpts{
+		redirections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dubebox_redis_redirections_total",
 			Help: "MOVED and ASK replies of a Redis Cluster that the client followed, by kind (moved or ask).",
 		}, []string{"kind"}),
@@ -105,29 +109,33 @@ func NewMetrics(version string, readOps []string) *Metrics {
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
 	})
 	buildInfo.Set(1)
-	m.NearCache = prometheus.NewCounterVec(prometheus.CounterOpts{
+	m.nearCache = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "dubebox_near_cache_events_total",
 		Help: "What the near cache (NEAR_CACHE_SIZE) did: hit, miss, eviction (over its bounds) or invalidation (a write, here or elsewhere).",
 	}, []string{"event"})
-	m.nearHit, m.nearMiss = m.NearCache.WithLabelValues("hit"), m.NearCache.WithLabelValues("miss")
-	m.nearEviction, m.nearInvalid = m.NearCache.WithLabelValues("eviction"), m.NearCache.WithLabelValues("invalidation")
+	m.nearHit, m.nearMiss = m.nearCache.WithLabelValues("hit"), m.nearCache.WithLabelValues("miss")
+	m.nearEviction, m.nearInvalid = m.nearCache.WithLabelValues("eviction"), m.nearCache.WithLabelValues("invalidation")
+	m.nearTracking = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "dubebox_near_cache_tracking",
+		Help: "1 while Redis tracks the keys for the near cache (it serves from memory only then), else 0; 0 too while the near cache is off.",
+	})
 	reg.MustRegister(
-		m.NearCache,
-		m.HTTPRequests, m.HTTPDuration, m.HTTPInFlight, m.RateLimited, m.CacheLookups,
-		m.RedisCommands, m.RedisDuration, m.RedisFailovers, m.Redirections, buildInfo,
+		m.nearCache, m.nearTracking,
+		m.httpRequests, m.httpDuration, m.httpInFlight, m.rateLimited, m.cacheLookups,
+		m.redisCommands, m.redisDuration, m.redisFailovers, m.redirections, buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	m.redirectMoved = m.Redirections.WithLabelValues("moved")
-	m.redirectAsk = m.Redirections.WithLabelValues("ask")
+	m.redirectMoved = m.redirections.WithLabelValues("moved")
+	m.redirectAsk = m.redirections.WithLabelValues("ask")
 	// Resolve the label sets of the store's read operations once: the hot
 	// path then skips WithLabelValues' hashing, and every series exists from
 	// the first scrape so that rate() and the hit ratio are never empty.
 	m.cacheHit = map[string]prometheus.Counter{}
 	m.cacheMiss = map[string]prometheus.Counter{}
 	for _, op := range readOps {
-		m.cacheHit[op] = m.CacheLookups.WithLabelValues(op, "hit")
-		m.cacheMiss[op] = m.CacheLookups.WithLabelValues(op, "miss")
+		m.cacheHit[op] = m.cacheLookups.WithLabelValues(op, "hit")
+		m.cacheMiss[op] = m.cacheLookups.WithLabelValues(op, "miss")
 	}
 	return m
 }
@@ -135,19 +143,46 @@ func NewMetrics(version string, readOps []string) *Metrics {
 // Handler serves the registry: Prometheus text by default, OpenMetrics (with
 // exemplars) to a scraper that asks for it.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{
 		EnableOpenMetrics: true,
-		Registry:          m.Registry,
+		Registry:          m.registry,
 	})
 }
 
-// Failover returns the function that reports a new primary: one warn line
-// naming the old and the new one, and dubebox_redis_failovers_total.
-func (m *Metrics) Failover(log *zap.Logger) func(old, new string) {
-	log = log.Named("redis")
-	return func(old, new string) {
-		m.RedisFailovers.Inc()
-		log.Warn("redis primary changed", zap.String("old_primary", old), zap.String("new_primary", new))
+// Gather reads every metric, as a scrape would: for tests and tools.
+func (m *Metrics) Gather() ([]*dto.MetricFamily, error) { return m.registry.Gather() }
+
+// Register adds a collector of the caller's (the Redis pool's statistics).
+func (m *Metrics) Register(c prometheus.Collector) error { return m.registry.Register(c) }
+
+// PrimaryChanged counts a new primary (dubebox_redis_failovers_total).
+func (m *Metrics) PrimaryChanged() { m.redisFailovers.Inc() }
+
+// Redirected counts a MOVED or ASK ("moved", "ask") the store followed.
+func (m *Metrics) Redirected(kind string) {
+	switch kind {
+	case "moved":
+		m.redirectMoved.Inc()
+	case "ask":
+		m.redirectAsk.Inc()
+	}
+}
+
+// RateLimited counts a request refused with 429 by a per-client limit.
+func (m *Metrics) RateLimited() { m.rateLimited.Inc() }
+
+// RequestStarted and RequestEnded track the requests in flight.
+func (m *Metrics) RequestStarted() { m.httpInFlight.Inc() }
+
+// RequestEnded is told that a request RequestStarted counted was answered.
+func (m *Metrics) RequestEnded() { m.httpInFlight.Dec() }
+
+// NearTracking says whether Redis tracks the keys for the near cache.
+func (m *Metrics) NearTracking(up bool) {
+	if up {
+		m.nearTracking.Set(1)
+	} else {
+		m.nearTracking.Set(0)
 	}
 }
 
@@ -159,7 +194,7 @@ func (m *Metrics) Readiness(check func(context.Context) error) error {
 	unsampled := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
 		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}, Remote: true,
 	}))
-	return m.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	return m.registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "dubebox_ready",
 		Help: "1 while /readyz would answer 200 (Redis answers; on a Cluster, its state is ok and every primary answers), else 0.",
 	}, func() float64 {
@@ -192,8 +227,8 @@ func methodLabel(m string) string {
 // bounded here.
 func (m *Metrics) ObserveRequest(ctx context.Context, method, route string, status int, d time.Duration) {
 	method = methodLabel(method)
-	m.HTTPRequests.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
-	m.httpExemplars.observe(ctx, m.HTTPDuration.WithLabelValues(method, route), d.Seconds())
+	m.httpRequests.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
+	m.httpExemplars.observe(ctx, m.httpDuration.WithLabelValues(method, route), d.Seconds())
 }
 
 // NearHit counts a read the near cache answered.
@@ -222,7 +257,7 @@ func (m *Metrics) Lookup(operation string, hit bool) {
 	if hit {
 		result = "hit"
 	}
-	m.CacheLookups.WithLabelValues(operation, result).Inc()
+	m.cacheLookups.WithLabelValues(operation, result).Inc()
 }
 
 // ExemplarInterval is how often one bucket of one histogram series takes a

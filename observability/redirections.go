@@ -24,9 +24,9 @@ func RecordRedirections(m *Metrics) {
 func (r redirections) RecordError(_ context.Context, errorType string, _ redis.ConnInfo, _ string, _ bool, _ int) {
 	switch errorType {
 	case "MOVED":
-		r.m.redirectMoved.Inc()
+		r.m.Redirected("moved")
 	case "ASK":
-		r.m.redirectAsk.Inc()
+		r.m.Redirected("ask")
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,11 +22,13 @@ import (
 const SlowRedisCall = 100 * time.Millisecond
 
 // RedisHook is a go-redis hook that counts and times every command into
-// Metrics, by command and node, and logs it: at debug normally, at warn past
-// SlowRedisCall. Add it after redisotel's hook so that it runs inside the
-// command's span: it then names the operation and the node on that span, and
-// its exemplars and log lines carry the trace id. It never looks at
-// arguments, so values cannot leak through it.
+// Metrics, by command and node, and logs it: at debug normally; past
+// SlowRedisCall it is counted on the line of the request it served (see
+// WithSlowCalls), or logged at warn when it served none. Add it after
+// redisotel's hook so that it runs inside the command's span: it then
+// names the operation and the node on that span, and its exemplars and
+// log lines carry the trace id. It never looks at arguments, so values
+// cannot leak through it.
 type RedisHook struct {
 	metrics *Metrics
 	log     *zap.Logger
@@ -36,14 +39,12 @@ type RedisHook struct {
 	node atomic.Pointer[string]
 	// learn says the node is learned from the connections dialed.
 	learn bool
-	// failover is told when the node a learning hook dials changes.
-	failover func(old, new string)
 }
 
 // NewRedisHook returns a hook that records into m and logs to log, for a
 // client of the node at addr ("" when it is learned from the dials).
 func NewRedisHook(m *Metrics, log *zap.Logger, addr string) *RedisHook {
-	h := &RedisHook{metrics: m, log: log.Named("redis"), learn: addr == "", failover: m.Failover(log)}
+	h := &RedisHook{metrics: m, log: log.Named("redis"), learn: addr == ""}
 	h.node.Store(&addr)
 	return h
 }
@@ -52,8 +53,8 @@ var _ redis.Hook = (*RedisHook)(nil)
 
 // DialHook implements redis.Hook. A client behind Sentinel dials whichever
 // node is the primary (go-redis hands the hook the placeholder address
-// "FailoverClient"; the connection knows the real one): a successful dial to
-// another node than before is a failover, logged and counted once.
+// "FailoverClient"; the connection knows the real one): the node label
+// follows it. (The store notices the failover itself and reports it.)
 func (h *RedisHook) DialHook(next redis.DialHook) redis.DialHook {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		conn, err := next(ctx, network, addr)
@@ -62,9 +63,7 @@ func (h *RedisHook) DialHook(next redis.DialHook) redis.DialHook {
 		}
 		remote := conn.RemoteAddr().String()
 		setServer(trace.SpanFromContext(ctx), remote)
-		if old := h.node.Swap(&remote); *old != "" && *old != remote {
-			h.failover(*old, remote)
-		}
+		h.node.Store(&remote)
 		return conn, nil
 	}
 }
@@ -100,7 +99,7 @@ func (h *RedisHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		err := next(ctx, cmd)
 		d := time.Since(start)
 		node := h.nodeLabel(span)
-		h.metrics.redisExemplars.observe(ctx, h.metrics.RedisDuration.WithLabelValues(name, node), d.Seconds())
+		h.metrics.redisExemplars.observe(ctx, h.metrics.redisDuration.WithLabelValues(name, node), d.Seconds())
 		h.count(name, node, err)
 		h.logCall(ctx, name, 1, d, err)
 		return err
@@ -118,7 +117,7 @@ func (h *RedisHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 		err := next(ctx, cmds)
 		d := time.Since(start)
 		node := h.nodeLabel(span)
-		h.metrics.redisExemplars.observe(ctx, h.metrics.RedisDuration.WithLabelValues("pipeline", node), d.Seconds())
+		h.metrics.redisExemplars.observe(ctx, h.metrics.redisDuration.WithLabelValues("pipeline", node), d.Seconds())
 		for _, c := range cmds {
 			h.count(c.Name(), node, c.Err())
 		}
@@ -128,7 +127,7 @@ func (h *RedisHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 }
 
 func (h *RedisHook) count(name, node string, err error) {
-	h.metrics.RedisCommands.WithLabelValues(name, status(err), node).Inc()
+	h.metrics.redisCommands.WithLabelValues(name, status(err), node).Inc()
 }
 
 func status(err error) string {
@@ -142,15 +141,21 @@ func status(err error) string {
 	}
 }
 
-// logCall writes one line per call: at debug, or at warn past SlowRedisCall.
-// A failed call is not logged at a higher level here: the request it served
-// writes the one line that explains the failure (with its status, request id
-// and trace id), and a Redis error a client caused (WRONGTYPE, say) is a 4xx
+// logCall writes one line per call at debug. A call slower than
+// SlowRedisCall is counted on its request's line when it served one, and
+// otherwise (a probe, the near cache's tracking) logged at warn. A failed
+// call is not logged at a higher level here: the request it served writes
+// the one line that explains the failure (with its status, request id and
+// trace id), and a Redis error a client caused (WRONGTYPE, say) is a 4xx
 // that only the access log needs. Classifying replies is the store's work.
 func (h *RedisHook) logCall(ctx context.Context, name string, n int, d time.Duration, err error) {
 	level := zapcore.DebugLevel
 	if d > SlowRedisCall {
-		level = zapcore.WarnLevel
+		if slow, ok := ctx.Value(slowCallsKey{}).(*SlowCalls); ok {
+			slow.add(name, d)
+		} else {
+			level = zapcore.WarnLevel
+		}
 	}
 	ce := h.log.Check(level, "redis call")
 	if ce == nil {
@@ -219,5 +224,47 @@ func InstrumentRedis(rdb redis.UniversalClient, tp trace.TracerProvider, m *Metr
 	default:
 		return fmt.Errorf("redis metrics: %T not supported", rdb)
 	}
-	return m.Registry.Register(NewPoolCollector(rdb.PoolStats))
+	return m.Register(NewPoolCollector(rdb.PoolStats))
+}
+
+// SlowCalls gathers the Redis calls of one request that were slower than
+// SlowRedisCall, for the request's own log line.
+type SlowCalls struct {
+	mu      sync.Mutex
+	n       int
+	slowest time.Duration
+	command string
+}
+
+type slowCallsKey struct{}
+
+// WithSlowCalls returns a context whose Redis calls, when slow, are
+// gathered in the returned SlowCalls rather than logged on lines of their
+// own: one request, one line.
+func WithSlowCalls(ctx context.Context) (context.Context, *SlowCalls) {
+	s := &SlowCalls{}
+	return context.WithValue(ctx, slowCallsKey{}, s), s
+}
+
+func (s *SlowCalls) add(command string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n++
+	if d > s.slowest {
+		s.slowest, s.command = d, command
+	}
+}
+
+// Count is how many slow calls the request made.
+func (s *SlowCalls) Count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
+}
+
+// Slowest is the slowest call's command and duration.
+func (s *SlowCalls) Slowest() (string, time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.command, s.slowest
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/dubebox/dubebox/observability"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+	"golang.org/x/net/netutil"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
@@ -97,27 +98,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err := observability.InstrumentRedis(rdb, tp, metrics, log); err != nil {
 		return err
 	}
-
-	st := store.New(rdb, cfg.Store.KeyPrefix, cfg.Store.Timeout, metrics,
-		store.WithWait(cfg.Store.WaitReplicas, cfg.Store.WaitTimeout),
-		store.WithFailoverReport(metrics.Failover(log)))
-	switch {
-	case cfg.Store.Near.NearSize == 0:
-		log.Info("near cache off: NEAR_CACHE_SIZE is 0")
-	case cfg.Store.Topology() != "single":
-		// Info, not a warning: the near cache is on by default, and this is
-		// what it does on these topologies, not a fault.
-		log.Info("near cache off: it needs one Redis server (REDIS_ADDR); on a Cluster or behind Sentinel its invalidations would have to follow every node and every failover",
-			zap.String("topology", cfg.Store.Topology()))
-	default:
-		lost := func(msg string, err error) { log.Warn(msg, zap.Error(err)) }
-		if err := st.StartNearCache(ctx, cfg.Store.Near, metrics, lost); err != nil {
-			log.Warn("near cache off", zap.Error(err))
-		} else {
-			log.Info("near cache on", zap.Int("entries", cfg.Store.Near.NearSize), zap.Int("bytes", cfg.Store.Near.NearMaxBytes),
-				zap.Duration("max_staleness", cfg.Store.Near.NearTTL))
-		}
-	}
+	st := store.Open(ctx, rdb, cfg.Store, metrics, log)
 	if err := st.Ping(ctx); err != nil {
 		// Start anyway: /readyz says 503 until Redis answers, and go-redis
 		// reconnects by itself. Wrong credentials are worth their own line:
@@ -128,39 +109,43 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		log.Warn(msg, zap.String("redis_addr", cfg.Store.Addr), zap.Error(err))
 	}
-
 	if err := metrics.Readiness(st.Ping); err != nil {
 		return err
 	}
 
 	acfg := cfg.API
-	acfg.Version = version
+	acfg.Version, acfg.ServiceName = version, cfg.Tracing.ServiceName
 	handler := api.New(acfg, api.Deps{Store: st, Log: log, Metrics: metrics, TracerProvider: tp})
 
 	if cfg.HTTP.PprofAddr != "" {
 		go servePprof(ctx, cfg.HTTP.PprofAddr, log)
 	}
-	return serve(ctx, cfg.HTTP, handler, log, ready)
+	return serve(ctx, cfg.HTTP, acfg.HeaderCap(), handler, log, ready)
 }
 
 // serve listens first, so that a bad address fails at once and :0 works,
-// then serves until ctx ends and shuts down within SHUTDOWN_TIMEOUT.
-func serve(ctx context.Context, cfg config.HTTP, handler http.Handler, log *zap.Logger, ready chan<- string) error {
+// then serves until ctx ends and shuts down within SHUTDOWN_TIMEOUT. At
+// most MAX_CONNECTIONS connections are held at once, and none may send
+// more than headerCap bytes of request line and headers: together they
+// bound what clients can make the server hold before any handler (and
+// authentication) runs.
+func serve(ctx context.Context, cfg config.HTTP, headerCap int, handler http.Handler, log *zap.Logger, ready chan<- string) error {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.ListenAddr, err)
 	}
+	ln = netutil.LimitListener(ln, cfg.MaxConnections)
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
-		// The server's own limit, whose refusal is plain text, sits above
-		// anything MAX_HEADER_BYTES may be, so that the router's JSON 431
-		// answers first (api.HeaderHardCap).
-		MaxHeaderBytes: api.HeaderHardCap,
+		// The server's own limit, whose refusal is plain text, sits a
+		// little above MAX_HEADER_BYTES, so that the router's JSON 431
+		// answers first (api.HeaderSlack).
+		MaxHeaderBytes: headerCap,
 		ErrorLog:       zap.NewStdLog(log.Named("http.server")),
 	}
 	errc := make(chan error, 1)

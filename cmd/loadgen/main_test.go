@@ -26,8 +26,10 @@ func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 func server(t *testing.T) *httptest.Server {
 	t.Helper()
 	rdb, prefix := redistest.Client(t)
-	st := store.New(rdb, prefix, time.Second, nil)
-	h := api.New(svcconfig.Default().API,
+	cfg := svcconfig.Default()
+	cfg.Store.KeyPrefix, cfg.Store.Timeout, cfg.Store.Near.NearSize = prefix, time.Second, 0
+	st := store.Open(t.Context(), rdb, cfg.Store, nil, nil)
+	h := api.New(cfg.API,
 		api.Deps{Store: st, Log: zap.NewNop(), Metrics: observability.NewMetrics("test", store.ReadOps), TracerProvider: noop.NewTracerProvider()})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)

@@ -38,8 +38,10 @@ func benchHandler(b *testing.B, sampled bool) (http.Handler, redis.UniversalClie
 	if err := observability.InstrumentRedis(rdb, tp, m, log); err != nil {
 		b.Fatal(err)
 	}
-	st := store.New(rdb, prefix, time.Second, m)
-	h := api.New(config.Default().API, api.Deps{Store: st, Log: log, Metrics: m, TracerProvider: tp})
+	cfg := config.Default()
+	cfg.Store.KeyPrefix, cfg.Store.Timeout, cfg.Store.Near.NearSize = prefix, time.Second, 0
+	st := store.Open(b.Context(), rdb, cfg.Store, m, log)
+	h := api.New(cfg.API, api.Deps{Store: st, Log: log, Metrics: m, TracerProvider: tp})
 	return h, rdb, prefix
 }
 

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"net/http"
 	"strings"
 
 	"github.com/dubebox/dubebox/internal/store"
@@ -28,8 +29,22 @@ var conditionalWrites = map[string]bool{
 	"DELETE /v1/hash/:key/:field": true,
 }
 
+// conditional runs a write: plain when the request has no If-Match or
+// If-None-Match, else ifCond with the condition they make.
+func conditional(c *gin.Context, plain func() error, ifCond func(store.Condition) error) error {
+	cond, err := condition(c)
+	switch {
+	case err != nil:
+		return err
+	case cond == nil:
+		return plain()
+	}
+	return ifCond(*cond)
+}
+
 // condition reads a write's If-Match or If-None-Match; nil when it has
-// neither.
+// neither. Only an unquoted * is the wildcard: a quoted "*" is an ordinary
+// tag, which no value has.
 func condition(c *gin.Context) (*store.Condition, error) {
 	match := strings.Join(c.Request.Header.Values("If-Match"), ",")
 	noneMatch := strings.Join(c.Request.Header.Values("If-None-Match"), ",")
@@ -48,12 +63,17 @@ func condition(c *gin.Context) (*store.Condition, error) {
 		}
 		cond := &store.Condition{}
 		for _, t := range tags {
-			// If-Match compares strongly: a weak tag never matches.
-			if !strings.HasPrefix(t, "W/") {
+			switch {
+			case t == "*":
+				cond.Exists = true
+			case !strings.HasPrefix(t, "W/"):
+				// If-Match compares strongly: a weak tag never matches.
 				cond.Match = append(cond.Match, strings.Trim(t, `"`))
 			}
 		}
-		if len(cond.Match) == 0 {
+		if cond.Exists {
+			cond.Match = nil
+		} else if len(cond.Match) == 0 {
 			cond.Match = []string{"weak tags never match"}
 		}
 		return cond, nil
@@ -61,9 +81,12 @@ func condition(c *gin.Context) (*store.Condition, error) {
 	return nil, nil
 }
 
-// notModified reports whether a GET's If-None-Match names the current
-// tag (compared weakly, as RFC 9110 says for If-None-Match), or is *.
-func notModified(c *gin.Context, tag string) bool {
+// notModified sets the ETag of a read's value and, when If-None-Match
+// names it (compared weakly, as RFC 9110 says for If-None-Match) or is *,
+// answers 304; it says whether it did, and the read is then answered.
+func notModified(c *gin.Context, value string) bool {
+	tag := etag(value)
+	c.Header("ETag", tag)
 	header := strings.Join(c.Request.Header.Values("If-None-Match"), ",")
 	if header == "" {
 		return false
@@ -74,6 +97,7 @@ func notModified(c *gin.Context, tag string) bool {
 	}
 	for _, t := range tags {
 		if t == "*" || strings.TrimPrefix(t, "W/") == tag {
+			c.Status(http.StatusNotModified)
 			return true
 		}
 	}

@@ -67,16 +67,26 @@ func newEnv(t testing.TB, addr string, opts ...option) *env {
 	t.Helper()
 	if addr != "" {
 		// A private server may be dead by the end: nothing to clean.
-		return build(t, redistest.Server{Addr: addr}.Topology(), false, opts...)
+		return build(t, redistest.Server{Addr: addr}.Topology(), false, nil, opts...)
 	}
-	return build(t, redistest.Single(t), true, opts...)
+	return build(t, redistest.Single(t), true, nil, opts...)
+}
+
+// newNearEnv builds the router with the near cache on, over a private
+// redis-server at addr (tracking is per server).
+func newNearEnv(t testing.TB, addr string, opts ...option) *env {
+	t.Helper()
+	near := func(c *store.Config) {
+		c.Near = store.NearConfig{NearSize: 1000, NearMaxBytes: 1 << 20, NearTTL: 5 * time.Second}
+	}
+	return build(t, redistest.Server{Addr: addr}.Topology(), false, near, opts...)
 }
 
 // newEnvOn builds the router over a Redis topology (single, Cluster or
 // Sentinel).
 func newEnvOn(t testing.TB, tp redistest.Topology, opts ...option) *env {
 	t.Helper()
-	return build(t, tp, true, opts...)
+	return build(t, tp, true, nil, opts...)
 }
 
 // onEveryTopology runs test in parallel subtests, one per Redis topology,
@@ -92,7 +102,7 @@ func onEveryTopology(t *testing.T, test func(t *testing.T, tp redistest.Topology
 	}
 }
 
-func build(t testing.TB, tp redistest.Topology, shared bool, opts ...option) *env {
+func build(t testing.TB, tp redistest.Topology, shared bool, smod func(*store.Config), opts ...option) *env {
 	t.Helper()
 	metrics := observability.NewMetrics("test", store.ReadOps)
 	core, logs := observer.New(zap.DebugLevel)
@@ -113,9 +123,15 @@ func build(t testing.TB, tp redistest.Topology, shared bool, opts ...option) *en
 		}
 		_ = rdb.Close()
 	})
-	cfg := config.Default().API
-	cfg.Version, cfg.MaxKeyBytes, cfg.MaxValueBytes = "test", 32, 1024
-	st := store.New(rdb, prefix, timeout, metrics)
+	defaults := config.Default()
+	cfg := defaults.API
+	cfg.Version, cfg.ServiceName, cfg.MaxKeyBytes, cfg.MaxValueBytes = "test", "dubebox", 32, 1024
+	scfg := defaults.Store
+	scfg.KeyPrefix, scfg.Timeout, scfg.Near.NearSize = prefix, timeout, 0
+	if smod != nil {
+		smod(&scfg)
+	}
+	st := store.Open(t.Context(), rdb, scfg, metrics, log)
 	deps := api.Deps{Store: st, Log: log, Metrics: metrics, TracerProvider: tp2}
 	for _, o := range opts {
 		o(&cfg, &deps)
@@ -180,4 +196,46 @@ func errorCode(t testing.TB, w *httptest.ResponseRecorder) string {
 		t.Fatalf("request_id %q does not match X-Request-ID %q", rid, w.Header().Get("X-Request-ID"))
 	}
 	return code
+}
+
+// sample reads one series of a metric from m: name and its label pairs,
+// 0 when the series does not exist yet.
+func sample(t testing.TB, m *observability.Metrics, name string, labels ...string) float64 {
+	t.Helper()
+	families, err := m.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	series:
+		for _, mt := range f.GetMetric() {
+			got := map[string]string{}
+			for _, l := range mt.GetLabel() {
+				got[l.GetName()] = l.GetValue()
+			}
+			for i := 0; i+1 < len(labels); i += 2 {
+				if got[labels[i]] != labels[i+1] {
+					continue series
+				}
+			}
+			switch {
+			case mt.GetCounter() != nil:
+				return mt.GetCounter().GetValue()
+			case mt.GetGauge() != nil:
+				return mt.GetGauge().GetValue()
+			case mt.GetHistogram() != nil:
+				return float64(mt.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return 0
+}
+
+// requests is dubebox_http_requests_total for one method, route and code.
+func requests(t testing.TB, m *observability.Metrics, method, route, code string) float64 {
+	t.Helper()
+	return sample(t, m, "dubebox_http_requests_total", "method", method, "route", route, "code", code)
 }

@@ -1,13 +1,8 @@
 package api
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"math"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -133,136 +128,59 @@ func ttlSeconds(d time.Duration) int64 {
 	return int64((d + time.Second - 1) / time.Second)
 }
 
-// maxJSONDepth bounds the nesting of a request body: the API's bodies nest
-// two levels, and a deeply nested one is an attack on the parser.
-const maxJSONDepth = 8
+// The page sizes of reads: how many items a page holds without ?limit=,
+// and at most.
+const (
+	defaultPage = 100
+	maxPage     = 1000
+)
 
-// decode reads the JSON object in the request body into dst: bodies over
-// the limit (never read past it), duplicate keys, nesting past maxJSONDepth,
-// unknown fields and data after the object are refused. With optional, an
-// empty body leaves dst as it is.
-func (h *handler) decode(c *gin.Context, dst any, optional bool) error {
-	if c.Request.ContentLength > h.maxBody {
-		return tooLarge(fmt.Sprintf("request body is larger than %d bytes", h.maxBody))
+// queryInt reads an optional whole-number query parameter within lo..hi.
+func queryInt(c *gin.Context, name string, def, lo, hi int64) (int64, error) {
+	raw, ok := c.GetQuery(name)
+	if !ok {
+		return def, nil
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, h.maxBody))
-	if err != nil {
-		return decodeError(err, h.maxBody)
+	n, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || n < lo || n > hi {
+		return 0, invalid(fmt.Sprintf("%s must be a whole number from %d to %d", name, lo, hi))
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		if optional {
-			return nil
-		}
-		return invalid("request body is empty; want a JSON object")
-	}
-	if !utf8.Valid(body) {
-		// encoding/json would quietly turn the bad bytes into U+FFFD.
-		return invalid("request body is not valid UTF-8")
-	}
-	if err := checkStructure(body); err != nil {
-		return err
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
-		return decodeError(err, h.maxBody)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return invalid("request body has data after the JSON object")
-	}
-	return nil
+	return n, nil
 }
 
-// checkStructure walks the first JSON value of body and refuses duplicate
-// keys in an object (encoding/json would silently keep the last) and
-// nesting deeper than maxJSONDepth.
-func checkStructure(body []byte) error {
-	type frame struct {
-		object  bool
-		keys    map[string]bool
-		wantKey bool
-	}
-	var stack []*frame
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return decodeError(err, 0)
-		}
-		var top *frame
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
-		}
-		switch t := tok.(type) {
-		case json.Delim:
-			switch t {
-			case '{', '[':
-				if len(stack) == maxJSONDepth {
-					return invalid(fmt.Sprintf("request body nests deeper than %d levels", maxJSONDepth))
-				}
-				stack = append(stack, &frame{object: t == '{', keys: map[string]bool{}, wantKey: t == '{'})
-				continue
-			default:
-				stack = stack[:len(stack)-1]
-				if len(stack) == 0 {
-					return nil
-				}
-				top = stack[len(stack)-1]
-			}
-		case string:
-			if top != nil && top.object && top.wantKey {
-				if top.keys[t] {
-					return invalid(fmt.Sprintf("request body repeats the key %q", t))
-				}
-				top.keys[t] = true
-				top.wantKey = false
-				continue
-			}
-		}
-		if top == nil {
-			return nil // a bare scalar: Decode reports it as not an object
-		}
-		if top.object {
-			top.wantKey = true
-		}
-	}
-}
+// IdempotencyKeyHeader names the header that makes a non-idempotent write
+// (an increment, a push, a pop) apply once however often it is retried.
+const IdempotencyKeyHeader = "Idempotency-Key"
 
-func decodeError(err error, limit int64) error {
-	var (
-		mbe    *http.MaxBytesError
-		syntax *json.SyntaxError
-		typ    *json.UnmarshalTypeError
-	)
+// maxIdempotencyKey bounds an Idempotency-Key: room for a UUID or any
+// client's own scheme, as Stripe allows.
+const maxIdempotencyKey = 255
+
+// once reads a write's Idempotency-Key: 1 to 255 visible ASCII characters,
+// or none.
+func once(c *gin.Context) (store.Once, error) {
+	vs := c.Request.Header.Values(IdempotencyKeyHeader)
 	switch {
-	case errors.As(err, &mbe):
-		return tooLarge(fmt.Sprintf("request body is larger than %d bytes", limit))
-	case errors.Is(err, io.EOF):
-		return invalid("request body is empty; want a JSON object")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return invalid("request body is not valid JSON: it ends too early")
-	case errors.As(err, &syntax):
-		return invalid(fmt.Sprintf("request body is not valid JSON (at byte %d)", syntax.Offset))
-	case errors.As(err, &typ):
-		if typ.Field == "" {
-			return invalid("request body must be a JSON object")
-		}
-		return invalid(fmt.Sprintf("%s must be %s", typ.Field, jsonKind(typ.Type.Kind().String())))
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return invalid("request body has an unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field "))
+	case len(vs) == 0:
+		return store.Once{}, nil
+	case len(vs) > 1:
+		return store.Once{}, invalid("send one Idempotency-Key")
 	}
-	return invalid("request body is not a valid JSON object")
+	k := vs[0]
+	ok := k != "" && len(k) <= maxIdempotencyKey
+	for i := 0; ok && i < len(k); i++ {
+		ok = k[i] > ' ' && k[i] < 0x7f
+	}
+	if !ok {
+		return store.Once{}, invalid(fmt.Sprintf("Idempotency-Key must be 1 to %d visible ASCII characters", maxIdempotencyKey))
+	}
+	return store.Once{Key: k}, nil
 }
 
-func jsonKind(goKind string) string {
-	switch goKind {
-	case "int64", "int":
-		return "a whole number"
-	case "string":
-		return "a string"
-	case "map":
-		return "an object of strings"
+// replayed marks an answer that an Idempotency-Key gave again, from the
+// write that first used it.
+func replayed(c *gin.Context, again bool) {
+	if again {
+		c.Header("Idempotent-Replayed", "true")
 	}
-	return "of another type"
 }

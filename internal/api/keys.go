@@ -1,12 +1,14 @@
 package api
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -14,8 +16,123 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
+// keyStore is what the routes on a key of any type need.
+type keyStore interface {
+	Info(ctx context.Context, key string) (store.Info, error)
+	Delete(ctx context.Context, key, typ string) error
+	TTL(ctx context.Context, key, typ string) (time.Duration, error)
+	Expire(ctx context.Context, key, typ string, ttl time.Duration) (time.Duration, error)
+	Persist(ctx context.Context, key, typ string) (time.Duration, error)
+	Keys(ctx context.Context, prefix, typ string, cursor store.Cursor, limit int) ([]string, *store.Cursor, error)
+}
+
+// The types a route may require of its key (store's names).
+const (
+	anyType    = store.AnyType
+	typeString = store.TypeString
+	typeHash   = store.TypeHash
+	typeList   = store.TypeList
+)
+
 // MaxKeysPage bounds the keys one listing request asks Redis for.
-const MaxKeysPage = 1000
+const MaxKeysPage = maxPage
+
+type keyInfoResponse struct {
+	Key        string `json:"key"`
+	Type       string `json:"type"`
+	TTLSeconds int64  `json:"ttl_seconds"`
+}
+
+func (h *handler) keyInfo(c *gin.Context) error {
+	key, err := h.key(c)
+	if err != nil {
+		return err
+	}
+	info, err := h.store.Info(c.Request.Context(), key)
+	if err != nil {
+		return err
+	}
+	h.reply(c, http.StatusOK, keyInfoResponse{Key: key, Type: info.Type, TTLSeconds: ttlSeconds(info.TTL)})
+	return nil
+}
+
+// deleteKey deletes a key that holds typ (any type for anyType); a
+// string's, with If-Match, only while its value has that tag.
+func (h *handler) deleteKey(typ string) func(*gin.Context) error {
+	return func(c *gin.Context) error {
+		key, err := h.key(c)
+		if err != nil {
+			return err
+		}
+		ctx := c.Request.Context()
+		del := func() error { return h.store.Delete(ctx, key, typ) }
+		if typ == typeString {
+			// Only a string's DELETE takes If-Match (refuseConditions).
+			err = conditional(c, del, func(cond store.Condition) error { return h.store.DeleteIf(ctx, key, cond) })
+		} else {
+			err = del()
+		}
+		if err != nil {
+			return err
+		}
+		c.Status(http.StatusNoContent)
+		return nil
+	}
+}
+
+type ttlResponse struct {
+	Key        string `json:"key"`
+	TTLSeconds int64  `json:"ttl_seconds"`
+}
+
+// ttlOf answers a TTL route that takes no body, reading (store.TTL) or
+// removing (store.Persist) the TTL of a key that holds typ.
+func (h *handler) ttlOf(typ string, op func(ctx context.Context, key, typ string) (time.Duration, error)) func(*gin.Context) error {
+	return func(c *gin.Context) error {
+		key, err := h.key(c)
+		if err != nil {
+			return err
+		}
+		d, err := op(c.Request.Context(), key, typ)
+		return h.ttlReply(c, key, d, err)
+	}
+}
+
+type putTTLRequest struct {
+	TTLSeconds *int64 `json:"ttl_seconds"`
+}
+
+// putTTL sets the TTL of a key that holds typ.
+func (h *handler) putTTL(typ string) func(*gin.Context) error {
+	return func(c *gin.Context) error {
+		key, err := h.key(c)
+		if err != nil {
+			return err
+		}
+		var req putTTLRequest
+		if err := h.decode(c, &req, false); err != nil {
+			return err
+		}
+		if req.TTLSeconds == nil {
+			return invalid("ttl_seconds is required")
+		}
+		ttl, err := ttlFromSeconds(req.TTLSeconds)
+		if err != nil {
+			return err
+		}
+		d, err := h.store.Expire(c.Request.Context(), key, typ, ttl)
+		return h.ttlReply(c, key, d, err)
+	}
+}
+
+// ttlReply answers a TTL route: the key's TTL after the operation, or err.
+func (h *handler) ttlReply(c *gin.Context, key string, d time.Duration, err error) error {
+	if err != nil {
+		return err
+	}
+	h.reply(c, http.StatusOK, ttlResponse{Key: key, TTLSeconds: ttlSeconds(d)})
+	return nil
+}
 
 // keyTypes are the types GET /v1/keys?type= filters on: Redis's names.
 var keyTypes = []string{"string", "hash", "list", "set", "zset", "stream"}
@@ -57,7 +174,7 @@ func (h *handler) listKeys(c *gin.Context) error {
 	if next != nil {
 		resp.NextCursor = encodeCursor(*next)
 	}
-	c.JSON(http.StatusOK, resp)
+	h.reply(c, http.StatusOK, resp)
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -13,7 +14,7 @@ import (
 
 // headerLimit refuses requests whose header names and values add up to more
 // than maxBytes, with the API's error shape. net/http's own limit is set to
-// HeaderHardCap, above anything maxBytes may be, since its refusal is plain
+// Config.HeaderCap, a little above maxBytes, since its refusal is plain
 // text.
 func (h *handler) headerLimit(maxBytes int) gin.HandlerFunc {
 	return func(c *gin.Context) {
@@ -122,7 +123,24 @@ func (h *handler) rateLimit(l *clientLimiter) gin.HandlerFunc {
 // refuse answers 429 with a Retry-After of wait, rounded up to a second,
 // and counts it in dubebox_http_rate_limited_total.
 func (h *handler) refuse(c *gin.Context, wait time.Duration, msg string) {
-	h.metrics.RateLimited.Inc()
+	h.metrics.RateLimited()
 	c.Header("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
 	h.respond(c, &Error{Code: CodeRateLimited, Message: msg})
+}
+
+// inflight refuses a data request at once, with 503 overloaded and
+// Retry-After, while limit others are being served: before its body is
+// read, so that what requests hold in memory is bounded by limit times
+// one request's body and answer.
+func (h *handler) inflight(limit int) gin.HandlerFunc {
+	var n atomic.Int64
+	return func(c *gin.Context) {
+		if n.Add(1) > int64(limit) {
+			n.Add(-1)
+			h.respond(c, &Error{Code: CodeOverloaded, Message: fmt.Sprintf("the service is serving %d requests, its bound (MAX_INFLIGHT_REQUESTS); retry after the time in Retry-After", limit)})
+			return
+		}
+		defer n.Add(-1)
+		c.Next()
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dubebox/dubebox/observability"
 	"github.com/gin-gonic/gin"
@@ -16,42 +17,57 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // RequestIDHeader carries the request id in and out.
 const RequestIDHeader = "X-Request-ID"
 
-const requestIDKey = "dubebox.request_id"
+const (
+	requestIDKey = "dubebox.request_id"
+	// failureKey holds the *failure that respond or recoverPanics noted,
+	// for the request's one log line.
+	failureKey = "dubebox.failure"
+)
 
 // UnmatchedRoute is the route label of a request that matched no route, so
 // that random paths cannot grow the number of metric series.
 const UnmatchedRoute = "unmatched"
 
-// recoverPanics answers a panic with a 500 in the API's error shape and logs
-// it with its stack. It is the outermost middleware, so it also catches
-// panics in the middleware below it; those record the request as a 500
-// themselves (see finish).
-func (h *handler) recoverPanics() gin.HandlerFunc {
-	return func(c *gin.Context) {
-		defer func() {
-			p := recover()
-			if p == nil {
-				return
-			}
-			if p == http.ErrAbortHandler { //nolint:errorlint // net/http compares it the same way.
-				panic(p)
-			}
-			h.log.Error("panic while serving a request",
-				zap.String("panic", fmt.Sprint(p)),
-				zap.ByteString("stack", debug.Stack()),
-				zap.String("request_id", requestID(c)),
-				zap.String("method", c.Request.Method),
-				zap.String("route", route(c)),
-			)
-			h.respond(c, &Error{Code: CodeInternal, Message: internalMessage})
-		}()
-		c.Next()
-	}
+// maxLoggedPath bounds the path written to a log line or a span: a client
+// chooses it, and a megabyte of it would be a megabyte of log.
+const maxLoggedPath = 1024
+
+// failure is why a request failed, for its log line: the error underneath,
+// the level it deserves, and for a panic its value and stack.
+type failure struct {
+	err   error
+	level zapcore.Level
+	panic string
+	stack []byte
+}
+
+// recoverPanics answers a panic with a 500 in the API's error shape. It
+// runs inside the tracing middleware, so the panic is recorded on the
+// request's span, and inside the access log, which writes the request's
+// one line with the panic's value and stack.
+func (h *handler) recoverPanics(c *gin.Context) {
+	defer func() {
+		p := recover()
+		if p == nil {
+			return
+		}
+		if p == http.ErrAbortHandler { //nolint:errorlint // net/http compares it the same way.
+			panic(p)
+		}
+		span := trace.SpanFromContext(c.Request.Context())
+		span.SetStatus(codes.Error, "panic")
+		span.AddEvent("panic", trace.WithAttributes(semconv.ExceptionMessage(fmt.Sprint(p))))
+		c.Set(failureKey, &failure{level: zapcore.ErrorLevel, panic: fmt.Sprint(p), stack: debug.Stack(),
+			err: fmt.Errorf("panic: %v", p)})
+		h.answer(c, Error{Code: CodeInternal, Message: internalMessage})
+	}()
+	c.Next()
 }
 
 // assignRequestID keeps a sane incoming X-Request-ID (1 to 128 characters of
@@ -93,35 +109,47 @@ func newRequestID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// accessLog writes one line per request, after it is answered, with its
+// accessLog writes the request's one line, after it is answered: its
 // method, route template, path (the :value of the tutorial's /set replaced
-// by [redacted]), status, duration, bytes, client ip, request id and trace
-// and span ids. It runs inside the tracing middleware, so the ids are there.
+// by [redacted], and cut to maxLoggedPath), status, duration, bytes,
+// client ip, request id and trace and span ids. A request that failed for
+// a reason not the client's (500, 503, 504, 507) writes it as "request
+// failed", at warn (error for a 500), with the error underneath; a panic
+// adds its value and stack. Redis calls slower than
+// observability.SlowRedisCall are counted on the line, which is then at
+// warn at least (unless the client hung up), rather than logged on lines
+// of their own: one request, one line. A client that hung up is recorded
+// as 499, at info.
 //
 // Access lines carry no caller: it would always name this file, and finding
 // it costs a stack walk per request. Their fields go in a pooled slice, as
 // zap hands them to the core through an interface and they would otherwise
 // be allocated for every request.
-func accessLog(log *zap.Logger) gin.HandlerFunc {
-	log = log.Named("http").WithOptions(zap.WithCaller(false))
-	pool := sync.Pool{New: func() any { s := make([]zap.Field, 0, 12); return &s }}
+func (h *handler) accessLog() gin.HandlerFunc {
+	log := h.log.Named("http").WithOptions(zap.WithCaller(false))
+	pool := sync.Pool{New: func() any { s := make([]zap.Field, 0, 16); return &s }}
 	return func(c *gin.Context) {
 		start := time.Now()
-		ctx := c.Request.Context()
-		panicked := true
+		ctx, slow := observability.WithSlowCalls(c.Request.Context())
+		c.Request = c.Request.WithContext(ctx)
 		defer func() {
-			status := finish(c, panicked)
-			span := trace.SpanFromContext(ctx)
-			if panicked {
-				// otelgin ends the span while the panic passes; mark it here.
-				span.SetStatus(codes.Error, "panic")
-			}
+			status := c.Writer.Status()
 			path := loggablePath(c)
 			if path != c.Request.URL.Path {
 				// otelgin put the raw path on the span; replace it too.
-				span.SetAttributes(semconv.URLPath(path))
+				trace.SpanFromContext(ctx).SetAttributes(semconv.URLPath(path))
 			}
-			ce := log.Check(zap.InfoLevel, "request")
+			msg, level := "request", zapcore.InfoLevel
+			f, _ := c.Value(failureKey).(*failure)
+			if f != nil {
+				msg, level = "request failed", f.level
+			}
+			if slow.Count() > 0 && status != StatusClientClosedRequest {
+				// A client that hung up is no news, even if it left
+				// because Redis was slow: the Redis metrics tell that.
+				level = max(level, zapcore.WarnLevel)
+			}
+			ce := log.Check(level, msg)
 			if ce == nil {
 				return
 			}
@@ -136,6 +164,17 @@ func accessLog(log *zap.Logger) gin.HandlerFunc {
 				zap.String("client_ip", c.ClientIP()),
 				zap.String("request_id", requestID(c)),
 			)
+			if f != nil {
+				fields = append(fields, zap.Error(f.err))
+				if f.panic != "" {
+					fields = append(fields, zap.String("panic", f.panic), zap.ByteString("stack", f.stack))
+				}
+			}
+			if n := slow.Count(); n > 0 {
+				cmd, d := slow.Slowest()
+				fields = append(fields, zap.Int("slow_redis_calls", n),
+					zap.String("slowest_redis_command", cmd), zap.Duration("slowest_redis_duration", d))
+			}
 			fields = observability.AppendTraceFields(fields, ctx)
 			ce.Write(fields...)
 			clear(fields)
@@ -143,7 +182,6 @@ func accessLog(log *zap.Logger) gin.HandlerFunc {
 			pool.Put(fp)
 		}()
 		c.Next()
-		panicked = false
 	}
 }
 
@@ -152,24 +190,20 @@ func accessLog(log *zap.Logger) gin.HandlerFunc {
 func httpMetrics(m *observability.Metrics) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
-		m.HTTPInFlight.Inc()
+		m.RequestStarted()
 		panicked := true
 		defer func() {
-			m.HTTPInFlight.Dec()
-			m.ObserveRequest(c.Request.Context(), c.Request.Method, route(c), finish(c, panicked), time.Since(start))
+			m.RequestEnded()
+			status := c.Writer.Status()
+			if panicked {
+				// recoverPanics, outside, is about to answer 500.
+				status = http.StatusInternalServerError
+			}
+			m.ObserveRequest(c.Request.Context(), c.Request.Method, route(c), status, time.Since(start))
 		}()
 		c.Next()
 		panicked = false
 	}
-}
-
-// finish returns the status a request was answered with: 500 when a panic is
-// on its way to recoverPanics, which will write that 500.
-func finish(c *gin.Context, panicked bool) int {
-	if panicked {
-		return http.StatusInternalServerError
-	}
-	return c.Writer.Status()
 }
 
 func route(c *gin.Context) string {
@@ -179,21 +213,35 @@ func route(c *gin.Context) string {
 	return UnmatchedRoute
 }
 
-// loggablePath is the request path safe to log: the tutorial's route
-// /set/:key/:value carries a value in its path, which is replaced.
+// loggablePath is the request path safe to log, cut to maxLoggedPath: the
+// tutorial's route /set/:key/:value carries a value in its path, which is
+// replaced when that route matched.
 func loggablePath(c *gin.Context) string {
-	if c.Param("value") == "" {
-		return c.Request.URL.Path
-	}
-	parts := strings.Split(c.FullPath(), "/")
-	for i, p := range parts {
-		if strings.HasPrefix(p, ":") {
-			if p == ":value" {
-				parts[i] = "[redacted]"
-			} else {
-				parts[i] = c.Param(p[1:])
+	path := c.Request.URL.Path
+	if c.FullPath() == "/set/:key/:value" {
+		parts := strings.Split(c.FullPath(), "/")
+		for i, p := range parts {
+			if strings.HasPrefix(p, ":") {
+				if p == ":value" {
+					parts[i] = "[redacted]"
+				} else {
+					parts[i] = c.Param(p[1:])
+				}
 			}
 		}
+		path = strings.Join(parts, "/")
 	}
-	return strings.Join(parts, "/")
+	return truncate(path, maxLoggedPath)
+}
+
+// truncate cuts s to at most n bytes, on a rune boundary, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

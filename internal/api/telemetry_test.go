@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/dubebox/dubebox/internal/redistest"
 	"github.com/dubebox/dubebox/internal/servicetest"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"go.opentelemetry.io/otel/attribute"
@@ -19,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 const secret = "TOP-SECRET-VALUE-7d1f"
@@ -135,17 +138,17 @@ func TestMetrics(t *testing.T) {
 		got  float64
 		want float64
 	}{
-		{"GET kv 200", testutil.ToFloat64(m.HTTPRequests.WithLabelValues("GET", "/v1/kv/:key", "200")), 2},
-		{"GET kv 404", testutil.ToFloat64(m.HTTPRequests.WithLabelValues("GET", "/v1/kv/:key", "404")), 1},
-		{"PUT kv 200", testutil.ToFloat64(m.HTTPRequests.WithLabelValues("PUT", "/v1/kv/:key", "200")), 1},
-		{"unmatched 404", testutil.ToFloat64(m.HTTPRequests.WithLabelValues("GET", "unmatched", "404")), 1},
-		{"get hits", testutil.ToFloat64(m.CacheLookups.WithLabelValues("get", "hit")), 2},
-		{"get misses", testutil.ToFloat64(m.CacheLookups.WithLabelValues("get", "miss")), 2},
-		{"redis set ok", testutil.ToFloat64(m.RedisCommands.WithLabelValues("set", "ok", e.node)) +
-			testutil.ToFloat64(m.RedisCommands.WithLabelValues("set", "nil", e.node)), 1},
-		{"redis get nil", testutil.ToFloat64(m.RedisCommands.WithLabelValues("get", "nil", e.node)), 2},
-		{"redis get ok", testutil.ToFloat64(m.RedisCommands.WithLabelValues("get", "ok", e.node)), 2},
-		{"in flight", testutil.ToFloat64(m.HTTPInFlight), 0},
+		{"GET kv 200", requests(t, m, "GET", "/v1/kv/:key", "200"), 2},
+		{"GET kv 404", requests(t, m, "GET", "/v1/kv/:key", "404"), 1},
+		{"PUT kv 200", requests(t, m, "PUT", "/v1/kv/:key", "200"), 1},
+		{"unmatched 404", requests(t, m, "GET", "unmatched", "404"), 1},
+		{"get hits", sample(t, m, "dubebox_cache_lookups_total", "operation", "get", "result", "hit"), 2},
+		{"get misses", sample(t, m, "dubebox_cache_lookups_total", "operation", "get", "result", "miss"), 2},
+		{"redis set ok", sample(t, m, "dubebox_redis_commands_total", "command", "set", "status", "ok", "node", e.node) +
+			sample(t, m, "dubebox_redis_commands_total", "command", "set", "status", "nil", "node", e.node), 1},
+		{"redis get nil", sample(t, m, "dubebox_redis_commands_total", "command", "get", "status", "nil", "node", e.node), 2},
+		{"redis get ok", sample(t, m, "dubebox_redis_commands_total", "command", "get", "status", "ok", "node", e.node), 2},
+		{"in flight", sample(t, m, "dubebox_http_requests_in_flight"), 0},
 	}
 	for _, tc := range tests {
 		if tc.got != tc.want {
@@ -153,7 +156,7 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 
-	families, err := m.Registry.Gather()
+	families, err := m.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +177,7 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("no trace_id exemplars on the latency histograms")
 	}
 	for _, name := range []string{"dubebox_redis_pool_hits_total", "dubebox_build_info", "go_goroutines", "process_resident_memory_bytes"} {
-		if n, err := testutil.GatherAndCount(m.Registry, name); err != nil || n == 0 {
+		if n, err := testutil.GatherAndCount(prometheus.GathererFunc(m.Gather), name); err != nil || n == 0 {
 			t.Errorf("%s is not exported (%d, %v)", name, n, err)
 		}
 	}
@@ -304,6 +307,73 @@ func TestRedisTrouble(t *testing.T) {
 		if took := time.Since(start); took > time.Second {
 			t.Errorf("took %v, want about REDIS_TIMEOUT (300ms)", took)
 		}
+		// One line for the failure: the slow Redis call that made it is
+		// on that line, not on one of its own.
+		var loud []observer.LoggedEntry
+		for _, l := range e.logs.All() {
+			if l.Level >= zapcore.WarnLevel && l.ContextMap()["request_id"] != nil || l.Message == "redis call" && l.Level >= zapcore.WarnLevel {
+				loud = append(loud, l)
+			}
+		}
+		if len(loud) != 1 || loud[0].Message != "request failed" {
+			t.Fatalf("want one line at warn for the timed-out GET, got %v", loud)
+		}
+		ctx := loud[0].ContextMap()
+		if ctx["status"] != int64(504) || ctx["slow_redis_calls"] == nil || ctx["trace_id"] == nil || ctx["path"] != "/v1/kv/k" {
+			t.Errorf("the line lacks its status, slow Redis calls, trace id or path: %v", ctx)
+		}
+		if !strings.Contains(w.Body.String(), "may still have been applied") {
+			t.Errorf("a 504 does not say a write may have been applied: %s", w.Body.String())
+		}
+	})
+
+	t.Run("client hangs up", func(t *testing.T) {
+		t.Parallel()
+		// Redis is paused, so every request is still waiting on it when
+		// its client gives up: that is the client's doing, recorded as
+		// 499, not a Redis outage (503) or a timeout (504), and logged at
+		// info.
+		srv := redistest.Start(t)
+		e := newEnv(t, srv.Addr)
+		hs := httptest.NewServer(e.h)
+		t.Cleanup(hs.Close)
+		e.do(t, "GET", "/readyz", "")
+		if err := srv.Pause(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = srv.Resume() })
+		client := &http.Client{Timeout: 50 * time.Millisecond}
+		for _, r := range []struct{ method, path, body string }{
+			{"PUT", "/v1/hash/hot", `{"fields":{"f":"v"}}`},
+			{"PUT", "/v1/kv/k", `{"value":"v"}`},
+			{"GET", "/v1/kv/k", ""},
+			{"POST", "/v1/list/q/push", `{"values":["a"]}`},
+		} {
+			req, _ := http.NewRequestWithContext(t.Context(), r.method, hs.URL+r.path, strings.NewReader(r.body))
+			if resp, err := client.Do(req); err == nil {
+				_ = resp.Body.Close()
+				t.Fatalf("%s %s answered %d while Redis is paused", r.method, r.path, resp.StatusCode)
+			}
+		}
+		deadline := time.Now().Add(2 * time.Second)
+		for e.logs.FilterField(zap.Int("status", 499)).Len() < 4 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		for _, r := range [][2]string{{"PUT", "/v1/hash/:key"}, {"PUT", "/v1/kv/:key"}, {"GET", "/v1/kv/:key"}, {"POST", "/v1/list/:key/push"}} {
+			if got := requests(t, e.metrics, r[0], r[1], "499"); got != 1 {
+				t.Errorf("%s %s: %v requests counted 499, want 1", r[0], r[1], got)
+			}
+			for _, code := range []string{"503", "504"} {
+				if got := requests(t, e.metrics, r[0], r[1], code); got != 0 {
+					t.Errorf("%s %s: a client hanging up was counted %s", r[0], r[1], code)
+				}
+			}
+		}
+		for _, l := range e.logs.All() {
+			if l.Level >= zapcore.WarnLevel {
+				t.Errorf("a client hanging up was logged at %v: %s %v", l.Level, l.Message, l.ContextMap())
+			}
+		}
 	})
 
 	t.Run("full", func(t *testing.T) {
@@ -344,8 +414,12 @@ func TestRedisTrouble(t *testing.T) {
 		}
 		l := e.logs.FilterMessage("request failed").All()[0]
 		ctx := l.ContextMap()
-		if l.Level != zapcore.WarnLevel || ctx["request_id"] != w.Header().Get("X-Request-ID") || ctx["trace_id"] == nil || ctx["route"] != "/v1/hash/:key" {
-			t.Errorf("the line lacks its level, request id, trace id or route: %v %v", l.Level, ctx)
+		if l.Level != zapcore.WarnLevel || ctx["request_id"] != w.Header().Get("X-Request-ID") || ctx["trace_id"] == nil ||
+			ctx["route"] != "/v1/hash/:key" || ctx["status"] != int64(503) || ctx["path"] != "/v1/hash/k" {
+			t.Errorf("the line lacks its level, request id, trace id, route, status or path: %v %v", l.Level, ctx)
+		}
+		if n := e.logs.FilterMessage("request").Len(); n != 0 {
+			t.Errorf("the failed request wrote an access line besides its failure line")
 		}
 	})
 
@@ -375,16 +449,30 @@ func TestRedisTrouble(t *testing.T) {
 		if w.Code != http.StatusInternalServerError || errorCode(t, w) != "internal" {
 			t.Fatalf("got %d %s", w.Code, w.Body.String())
 		}
-		p := e.logs.FilterMessage("panic while serving a request").All()
-		if len(p) != 1 || !strings.Contains(toString(p[0].ContextMap()["stack"]), "panicky.Get") {
-			t.Errorf("want the panic logged with its stack, got %v", p)
+		// One line for the whole failure, at error, with the panic, its
+		// stack, the status and every id that leads to it.
+		var loud []observer.LoggedEntry
+		for _, l := range e.logs.All() {
+			if l.Level >= zapcore.WarnLevel {
+				loud = append(loud, l)
+			}
 		}
-		if got := testutil.ToFloat64(e.metrics.HTTPRequests.WithLabelValues("GET", "/v1/kv/:key", "500")); got != 1 {
+		if len(loud) != 1 || loud[0].Message != "request failed" || loud[0].Level != zapcore.ErrorLevel {
+			t.Fatalf("want one line at error for the panic, got %v", loud)
+		}
+		ctx := loud[0].ContextMap()
+		if !strings.Contains(toString(ctx["stack"]), "panicky.Get") || ctx["panic"] != "boom in the store" {
+			t.Errorf("the line lacks the panic or its stack: %v", ctx)
+		}
+		if ctx["status"] != int64(500) || ctx["route"] != "/v1/kv/:key" || ctx["path"] != "/v1/kv/k" ||
+			ctx["request_id"] != w.Header().Get("X-Request-ID") || ctx["trace_id"] == nil {
+			t.Errorf("the line lacks its status, route, path, request id or trace id: %v", ctx)
+		}
+		if n := e.logs.FilterFieldKey("request_id").Len(); n != 1 {
+			t.Errorf("the panic wrote %d lines, want 1: %v", n, e.logs.All())
+		}
+		if got := requests(t, e.metrics, "GET", "/v1/kv/:key", "500"); got != 1 {
 			t.Errorf("the panic is not counted as a 500: %v", got)
-		}
-		acc := e.logs.FilterMessage("request").All()
-		if len(acc) != 1 || acc[0].ContextMap()["status"] != int64(500) {
-			t.Errorf("the panic has no access line with status 500: %v", acc)
 		}
 		for _, s := range e.spans.Ended() {
 			if s.SpanKind() == trace.SpanKindServer && s.Status().Code != codes.Error {
@@ -425,7 +513,7 @@ func TestRedisTelemetryNamesTheNode(t *testing.T) {
 			t.Fatal("no Redis client span")
 		}
 		labelled := map[string]bool{}
-		mfs, err := e.metrics.Registry.Gather()
+		mfs, err := e.metrics.Gather()
 		if err != nil {
 			t.Fatal(err)
 		}

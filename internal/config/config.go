@@ -33,6 +33,7 @@ import (
 
 	"github.com/caarlos0/env/v11"
 	"github.com/dubebox/dubebox/internal/api"
+	"github.com/dubebox/dubebox/internal/setting"
 	"github.com/dubebox/dubebox/internal/store"
 	"github.com/dubebox/dubebox/observability"
 	"go.uber.org/zap/zapcore"
@@ -72,6 +73,11 @@ type HTTP struct {
 	IdleTimeout       time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"120s" valid:"positive"`
 	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s" valid:"positive"`
 	PprofAddr         string        `env:"PPROF_ADDR" valid:"addr,optional"`
+	// MaxConnections bounds the connections the server holds at once,
+	// before any of them has sent a header: past it, new connections wait
+	// in the kernel's queue until one closes. With the header cap it
+	// bounds what clients without a token can make the server hold.
+	MaxConnections int `env:"MAX_CONNECTIONS" envDefault:"1024" valid:"1..1048576"`
 }
 
 // Log is where and how the service logs.
@@ -106,18 +112,7 @@ func (g *GCPercent) UnmarshalText(b []byte) error {
 
 // Error reports a setting that cannot be used. Its message always starts
 // with the variable's name so that an operator knows what to fix.
-type Error struct {
-	Var    string
-	Value  string
-	Reason string
-}
-
-func (e *Error) Error() string {
-	if e.Value == "" {
-		return fmt.Sprintf("%s: %s", e.Var, e.Reason)
-	}
-	return fmt.Sprintf("%s=%q: %s", e.Var, e.Value, e.Reason)
-}
+type Error = setting.Error
 
 // IsConfigError reports whether err came from Load, so that main can exit
 // with the usage status 2 instead of the runtime failure status 1.
@@ -164,9 +159,10 @@ func Default() Config {
 }
 
 // resolve fills the settings that follow from others and checks the rules
-// that span several variables.
+// that span several variables: each package's own (its config's Validate)
+// and those across packages.
 func (c *Config) resolve() error {
-	if err := c.checkTopology(); err != nil {
+	if err := c.Store.Validate(); err != nil {
 		return err
 	}
 	switch {
@@ -182,14 +178,8 @@ func (c *Config) resolve() error {
 	}
 	c.Store.Resolve()
 	c.API.Resolve()
-	if c.API.RateLimitRPS > 0 && c.API.RateLimitBurst < 1 {
-		return &Error{Var: "RATE_LIMIT_BURST", Value: strconv.Itoa(c.API.RateLimitBurst), Reason: "must be at least 1 while RATE_LIMIT_RPS is set"}
-	}
-	switch {
-	case c.API.APIReadToken != "" && c.API.APIToken == "":
-		return &Error{Var: "API_READ_TOKEN", Reason: "needs API_TOKEN too: with only a read token nobody could write"}
-	case c.API.APIReadToken != "" && c.API.APIReadToken == c.API.APIToken:
-		return &Error{Var: "API_READ_TOKEN", Reason: "must differ from API_TOKEN"}
+	if err := c.API.Validate(); err != nil {
+		return err
 	}
 	endpoint := c.OTLPTracesEndpoint != "" || c.OTLPEndpoint != ""
 	switch {
@@ -199,44 +189,6 @@ func (c *Config) resolve() error {
 		c.Tracing.Exporter = "none"
 	case c.Tracing.Exporter == "otlp" && !endpoint:
 		return &Error{Var: "OTEL_TRACES_EXPORTER", Value: "otlp", Reason: "needs OTEL_EXPORTER_OTLP_ENDPOINT"}
-	}
-	return nil
-}
-
-// checkTopology refuses settings that name more than one way of reaching
-// Redis, or half of one.
-func (c *Config) checkTopology() error {
-	var set []string
-	if c.Store.URL != "" {
-		set = append(set, "REDIS_URL")
-	}
-	if c.Store.Addr != "" {
-		set = append(set, "REDIS_ADDR")
-	}
-	if len(c.Store.ClusterAddrs) > 0 {
-		set = append(set, "REDIS_CLUSTER_ADDRS")
-	}
-	if len(c.Store.SentinelAddrs) > 0 {
-		set = append(set, "REDIS_SENTINEL_ADDRS")
-	}
-	// REDIS_URL winning over REDIS_ADDR is the one documented overlap.
-	overlap := len(set) == 2 && set[0] == "REDIS_URL" && set[1] == "REDIS_ADDR"
-	switch {
-	case len(set) > 1 && !overlap:
-		return &Error{Var: set[len(set)-1], Reason: "set one of REDIS_ADDR (or REDIS_URL), REDIS_CLUSTER_ADDRS and REDIS_SENTINEL_ADDRS, not " + strings.Join(set, " and ")}
-	case len(c.Store.SentinelAddrs) > 0 && c.Store.SentinelMaster == "":
-		return &Error{Var: "REDIS_SENTINEL_MASTER", Reason: "is required with REDIS_SENTINEL_ADDRS: the name the Sentinels monitor the primary under"}
-	case c.Store.SentinelMaster != "" && len(c.Store.SentinelAddrs) == 0:
-		return &Error{Var: "REDIS_SENTINEL_ADDRS", Reason: "is required with REDIS_SENTINEL_MASTER"}
-	case len(c.Store.ClusterAddrs) > 0 && c.Store.DB != 0:
-		return &Error{Var: "REDIS_DB", Value: strconv.Itoa(c.Store.DB), Reason: "a Redis Cluster has only database 0"}
-	case c.Store.ReadFromReplicas && c.Store.Topology() == "single":
-		return &Error{Var: "REDIS_READ_FROM_REPLICAS", Reason: "needs REDIS_CLUSTER_ADDRS or REDIS_SENTINEL_ADDRS"}
-	case c.Store.WaitReplicas > 0 && c.Store.WaitTimeout >= c.Store.Timeout:
-		return &Error{Var: "REDIS_WAIT_TIMEOUT", Value: c.Store.WaitTimeout.String(),
-			Reason: "must be shorter than REDIS_TIMEOUT (" + c.Store.Timeout.String() + "), which bounds the whole write"}
-	case c.Store.WaitReplicas > 0 && c.Store.ReadFromReplicas && c.Store.Topology() == "sentinel":
-		return &Error{Var: "REDIS_WAIT_REPLICAS", Reason: "cannot be combined with REDIS_READ_FROM_REPLICAS behind Sentinel"}
 	}
 	return nil
 }
@@ -305,8 +257,8 @@ func Vars() []Var {
 	return out
 }
 
-// setting is one tagged field of a Config, found by walk.
-type setting struct {
+// variable is one tagged field of a Config, found by walk: one setting.
+type variable struct {
 	field  string // the Go field's name, which env's errors report
 	name   string
 	def    string
@@ -317,8 +269,8 @@ type setting struct {
 }
 
 // walk lists the tagged fields of c and of the structs it holds.
-func walk(c *Config) []setting {
-	var out []setting
+func walk(c *Config) []variable {
+	var out []variable
 	var visit func(v reflect.Value)
 	visit = func(v reflect.Value) {
 		t := v.Type()
@@ -332,7 +284,7 @@ func walk(c *Config) []setting {
 				continue
 			}
 			def, _ := f.Tag.Lookup("envDefault")
-			out = append(out, setting{
+			out = append(out, variable{
 				field: f.Name, name: name, def: def,
 				secret: f.Tag.Get("secret"), valid: f.Tag.Get("valid"),
 				log: f.Tag.Get("log") != "-", value: fv,
@@ -343,7 +295,7 @@ func walk(c *Config) []setting {
 	return out
 }
 
-func (s setting) fail(reason string) *Error {
+func (s variable) fail(reason string) *Error {
 	e := &Error{Var: s.name, Reason: reason}
 	if s.secret == "" {
 		e.Value = fmt.Sprint(s.logValue())
@@ -351,7 +303,7 @@ func (s setting) fail(reason string) *Error {
 	return e
 }
 
-func (s setting) logValue() any {
+func (s variable) logValue() any {
 	v := s.value.Interface()
 	switch {
 	case s.secret == "url" && s.value.String() != "":
@@ -373,7 +325,7 @@ func (s setting) logValue() any {
 
 // check validates the parsed value against the field's valid tag and says
 // what is wrong, or "" when it is fine.
-func (s setting) check() string {
+func (s variable) check() string {
 	rule, optional := strings.CutSuffix(s.valid, ",optional")
 	v := s.value
 	switch {
@@ -442,7 +394,7 @@ func mustFloat(s string) float64 {
 }
 
 // parseError names the variable behind the first value env could not parse.
-func parseError(err error, settings []setting, environ map[string]string) error {
+func parseError(err error, settings []variable, environ map[string]string) error {
 	var pe env.ParseError
 	if !errors.As(err, &pe) {
 		return &Error{Var: "environment", Reason: err.Error()}
@@ -460,7 +412,7 @@ func parseError(err error, settings []setting, environ map[string]string) error 
 	return &Error{Var: pe.Name, Reason: pe.Err.Error()}
 }
 
-func parseReason(s setting, pe env.ParseError) string {
+func parseReason(s variable, pe env.ParseError) string {
 	switch {
 	case pe.Type == reflect.TypeFor[time.Duration]():
 		return "want a positive Go duration such as 500ms or 10s"

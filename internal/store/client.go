@@ -2,9 +2,12 @@ package store
 
 import (
 	"crypto/tls"
+	"fmt"
+	"net"
 	"runtime"
 	"time"
 
+	"github.com/dubebox/dubebox/internal/setting"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 )
@@ -45,7 +48,73 @@ type Config struct {
 	WaitReplicas int           `env:"REDIS_WAIT_REPLICAS" envDefault:"0" valid:"0..16"`
 	WaitTimeout  time.Duration `env:"REDIS_WAIT_TIMEOUT" envDefault:"100ms" valid:"positive"`
 
+	// MaxHashFields and MaxListLength bound how many fields a hash, and
+	// how many values a list, may grow to through the API: a write that
+	// would take one past its bound is refused and changes nothing. They
+	// bound the work of the calls that must walk a whole structure (LREM,
+	// and deleting it), so that no request blocks Redis for long.
+	MaxHashFields int `env:"MAX_HASH_FIELDS" envDefault:"100000" valid:"1..4294967295"`
+	MaxListLength int `env:"MAX_LIST_LENGTH" envDefault:"100000" valid:"1..4294967295"`
+	// IdempotencyTTL is how long the answer of a write sent with an
+	// Idempotency-Key is kept, beside its key, for retries to be given.
+	IdempotencyTTL time.Duration `env:"IDEMPOTENCY_TTL" envDefault:"1h" valid:"positive"`
+
 	Near NearConfig
+}
+
+// Validate checks the rules that span several of the store's settings.
+// It names the variable to fix; config.Load turns its error into one that
+// stops the start.
+func (c Config) Validate() error {
+	var set []string
+	if c.URL != "" {
+		set = append(set, "REDIS_URL")
+	}
+	if c.Addr != "" {
+		set = append(set, "REDIS_ADDR")
+	}
+	if len(c.ClusterAddrs) > 0 {
+		set = append(set, "REDIS_CLUSTER_ADDRS")
+	}
+	if len(c.SentinelAddrs) > 0 {
+		set = append(set, "REDIS_SENTINEL_ADDRS")
+	}
+	// REDIS_URL winning over REDIS_ADDR is the one documented overlap.
+	overlap := len(set) == 2 && set[0] == "REDIS_URL" && set[1] == "REDIS_ADDR"
+	switch {
+	case len(set) > 1 && !overlap:
+		return &setting.Error{Var: set[len(set)-1], Reason: "set one of REDIS_ADDR (or REDIS_URL), REDIS_CLUSTER_ADDRS and REDIS_SENTINEL_ADDRS, not " + joinAnd(set)}
+	case len(c.SentinelAddrs) > 0 && c.SentinelMaster == "":
+		return &setting.Error{Var: "REDIS_SENTINEL_MASTER", Reason: "is required with REDIS_SENTINEL_ADDRS: the name the Sentinels monitor the primary under"}
+	case c.SentinelMaster != "" && len(c.SentinelAddrs) == 0:
+		return &setting.Error{Var: "REDIS_SENTINEL_ADDRS", Reason: "is required with REDIS_SENTINEL_MASTER"}
+	case len(c.ClusterAddrs) > 0 && c.DB != 0:
+		return &setting.Error{Var: "REDIS_DB", Value: fmt.Sprint(c.DB), Reason: "a Redis Cluster has only database 0"}
+	case c.ReadFromReplicas && c.Topology() == "single":
+		return &setting.Error{Var: "REDIS_READ_FROM_REPLICAS", Reason: "needs REDIS_CLUSTER_ADDRS or REDIS_SENTINEL_ADDRS"}
+	case c.WaitReplicas > 0 && c.WaitTimeout >= c.Timeout:
+		return &setting.Error{Var: "REDIS_WAIT_TIMEOUT", Value: c.WaitTimeout.String(),
+			Reason: "must be shorter than REDIS_TIMEOUT (" + c.Timeout.String() + "), which bounds the whole write"}
+	case c.WaitReplicas > 0 && c.ReadFromReplicas && c.Topology() == "sentinel":
+		return &setting.Error{Var: "REDIS_WAIT_REPLICAS", Reason: "cannot be combined with REDIS_READ_FROM_REPLICAS behind Sentinel"}
+	}
+	return nil
+}
+
+func joinAnd(s []string) string {
+	out := s[0]
+	for _, v := range s[1:] {
+		out += " and " + v
+	}
+	return out
+}
+
+// isFailoverClient says whether c is go-redis's client behind Sentinel,
+// which NewUniversalClient makes as a *redis.Client whose address is a
+// placeholder, not host:port.
+func isFailoverClient(c *redis.Client) bool {
+	_, _, err := net.SplitHostPort(c.Options().Addr)
+	return err != nil
 }
 
 // Topology names how the store reaches Redis: "single", "cluster" or

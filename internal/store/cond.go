@@ -24,41 +24,50 @@ func Tag(value string) string {
 }
 
 // Condition is a write's precondition, HTTP's If-None-Match: * (Absent) or
-// If-Match (Match: the tags any one of which the current value must have,
-// or "*" for any value).
+// If-Match: * (Exists: any value) or If-Match with tags (Match: the tags
+// any one of which the current value must have).
 type Condition struct {
 	Absent bool
+	Exists bool
 	Match  []string
 }
 
 // condScript makes one write to a string, or to one field of a hash, only
-// when its condition holds, comparing in the same atomic step: -3 means the
-// key holds another type, -4 the condition failed, else the write's count.
+// when its condition holds, comparing in the same atomic step. ARGV[2] is
+// the condition: "absent", "exists", or "match" with the tags (hex SHA-1,
+// comma-separated) in ARGV[3]. The reply is {-3} when the key holds
+// another type, {-4} when the condition failed, {-5} when a new field
+// would take the hash past ARGV[8] fields, else {0}.
 var condScript = redis.NewScript(`
-local kind, absent, tags, op, field, value, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
+local kind, cond, tags, op, field, value, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
 local t = redis.call('TYPE', KEYS[1])['ok']
-if t ~= 'none' and t ~= kind then return -3 end
+if t ~= 'none' and t ~= kind then return {-3} end
 local cur = false
 if t ~= 'none' then
   if kind == 'string' then cur = redis.call('GET', KEYS[1]) else cur = redis.call('HGET', KEYS[1], field) end
 end
-if absent == '1' then
-  if cur then return -4 end
+if cond == 'absent' then
+  if cur then return {-4} end
 else
-  if not cur then return -4 end
-  local tag, ok = redis.sha1hex(cur), false
-  for want in string.gmatch(tags, '[^,]+') do
-    if want == '*' or want == tag then ok = true end
+  if not cur then return {-4} end
+  if cond == 'match' then
+    local tag, ok = redis.sha1hex(cur), false
+    for want in string.gmatch(tags, '[^,]+') do
+      if want == tag then ok = true end
+    end
+    if not ok then return {-4} end
   end
-  if not ok then return -4 end
 end
 if op == 'set' then
-  if kind == 'hash' then return redis.call('HSET', KEYS[1], field, value) end
-  if ttl > 0 then redis.call('SET', KEYS[1], value, 'PX', ttl) else redis.call('SET', KEYS[1], value) end
-  return 1
+  if kind == 'hash' then
+    if not cur and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[8]) then return {-5} end
+    redis.call('HSET', KEYS[1], field, value)
+  elseif ttl > 0 then redis.call('SET', KEYS[1], value, 'PX', ttl)
+  else redis.call('SET', KEYS[1], value) end
+  return {0}
 end
-if kind == 'hash' then return redis.call('HDEL', KEYS[1], field) end
-return redis.call('DEL', KEYS[1])
+if kind == 'hash' then redis.call('HDEL', KEYS[1], field) else redis.call('UNLINK', KEYS[1]) end
+return {0}
 `)
 
 // SetIf stores a string, as Set does, only when cond holds.
@@ -81,26 +90,24 @@ func (s *Store) HDelFieldIf(ctx context.Context, key, field string, cond Conditi
 	return s.condWrite(ctx, key, TypeHash, "del", field, "", 0, cond)
 }
 
-func (s *Store) condWrite(ctx context.Context, key, kind, op, field, value string, ttl time.Duration, cond Condition) error {
+func (s *Store) condWrite(ctx context.Context, key, typ, op, field, value string, ttl time.Duration, cond Condition) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	k := s.key(key)
-	absent := "0"
-	if cond.Absent {
-		absent = "1"
-	}
-	args := []any{kind, absent, strings.Join(cond.Match, ","), op, field, value, ttl.Milliseconds()}
-	cmd, err := s.writeScript(ctx, condScript, k, args...)
-	var n int64
-	if err == nil {
-		n, err = cmd.Int64()
-	}
+	kind := "match"
 	switch {
-	case err != nil:
-		return wrap(op, err)
-	case n == -3:
-		return ErrWrongType
-	case n == -4:
+	case cond.Absent:
+		kind = "absent"
+	case cond.Exists:
+		kind = "exists"
+	}
+	args := []any{typ, kind, strings.Join(cond.Match, ","), op, field, value, ttl.Milliseconds(), s.cfg.MaxHashFields}
+	cmd, err := s.writeScript(ctx, condScript, []string{k}, args...)
+	reply, err := scriptReply(op, cmd, err)
+	if err != nil {
+		return err
+	}
+	if reply[0] == int64(-4) {
 		return ErrPreconditionFailed
 	}
 	return nil

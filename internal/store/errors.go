@@ -25,8 +25,16 @@ var (
 	// ErrUnavailable means Redis could not be reached (refused, reset, loading,
 	// authentication failed, or no pooled connection within the pool timeout).
 	ErrUnavailable = errors.New("redis unavailable")
-	// ErrTimeout means a Redis call did not finish within REDIS_TIMEOUT.
+	// ErrTimeout means a Redis call did not finish within REDIS_TIMEOUT. A
+	// write that timed out may still have been applied.
 	ErrTimeout = errors.New("redis call timed out")
+	// ErrCanceled means the caller gave up (its context was canceled: an
+	// HTTP client that hung up) before Redis answered. A write may still
+	// have been applied. It says nothing about Redis's health.
+	ErrCanceled = errors.New("canceled by the caller")
+	// ErrTooManyItems means a write would take a hash past MAX_HASH_FIELDS
+	// fields, or a list past MAX_LIST_LENGTH values; nothing was written.
+	ErrTooManyItems = errors.New("the write would take the key past its bound on items")
 	// ErrInsufficientStorage means Redis refused a write because it reached
 	// maxmemory under the noeviction policy.
 	ErrInsufficientStorage = errors.New("redis is out of memory")
@@ -54,6 +62,10 @@ func classify(err error) error {
 		return ErrNotDurable
 	case errors.Is(err, redis.Nil):
 		return ErrNotFound
+	case errors.Is(err, context.Canceled):
+		// Before the timeout: a canceled call can also look like a
+		// network error, as go-redis closes the connection it was on.
+		return ErrCanceled
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
 		return ErrTimeout
 	case errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrClosed):
@@ -72,7 +84,9 @@ func classify(err error) error {
 		case strings.HasPrefix(msg, "LOADING"), strings.HasPrefix(msg, "NOAUTH"),
 			strings.HasPrefix(msg, "WRONGPASS"), strings.HasPrefix(msg, "MASTERDOWN"),
 			strings.HasPrefix(msg, "BUSY"), strings.HasPrefix(msg, "TRYAGAIN"),
-			strings.HasPrefix(msg, "CLUSTERDOWN"), strings.HasPrefix(msg, "READONLY"):
+			strings.HasPrefix(msg, "CLUSTERDOWN"), strings.HasPrefix(msg, "READONLY"),
+			// A slot still moving after the redirections a call follows.
+			strings.HasPrefix(msg, "MOVED"), strings.HasPrefix(msg, "ASK"):
 			return ErrUnavailable
 		}
 		return errInternal

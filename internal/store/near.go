@@ -11,6 +11,7 @@ import (
 
 	"github.com/maypok86/otter/v2"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 )
 
 // NearConfig is the near cache's settings: strings kept in the process's
@@ -38,6 +39,9 @@ type NearRecorder interface {
 	NearMiss()
 	NearEviction()
 	NearInvalidation()
+	// NearTracking is told whether Redis's tracking is up: the cache
+	// serves nothing while it is down.
+	NearTracking(up bool)
 }
 
 // nearStripes is how many generation counters the keys share. A write bumps
@@ -166,8 +170,10 @@ func (e *nearEntry) ttl(now time.Time) time.Duration {
 // track keeps Redis's tracking of the key prefix on until ctx ends: a
 // pub/sub connection receives the invalidations, another turns tracking on
 // and redirects it there. Whenever either connection is lost, the cache is
-// emptied and serves nothing until tracking is back.
-func (n *near) track(ctx context.Context, opts *redis.Options, prefix string, log func(msg string, err error)) {
+// emptied and serves nothing until tracking is back. The log says when
+// tracking goes (at warn, once until it has held again) and when it comes
+// back (at info); NearTracking follows it.
+func (n *near) track(ctx context.Context, opts *redis.Options, prefix string, log *zap.Logger) {
 	var subID atomic.Int64
 	subOpts := *opts
 	subOpts.PoolSize, subOpts.MinIdleConns = 1, 0
@@ -191,14 +197,22 @@ func (n *near) track(ctx context.Context, opts *redis.Options, prefix string, lo
 	ctl := redis.NewClient(&ctlOpts)
 	defer func() { _ = ctl.Close() }()
 
+	n.report.NearTracking(false)
 	// A Redis that keeps refusing (an ACL without CLIENT or SUBSCRIBE, a
 	// server older than 6) is asked again less and less often, and said
 	// once until tracking has held again.
-	wait, said := nearRetryMin, false
+	wait, said, lost := nearRetryMin, false, false
+	up := func() {
+		n.report.NearTracking(true)
+		if lost {
+			log.Info("near cache: tracking is back; the cache serves again")
+		}
+	}
 	for ctx.Err() == nil {
-		held, err := n.trackOnce(ctx, sub, ctl, &subID, prefix)
+		held, err := n.trackOnce(ctx, sub, ctl, &subID, prefix, up)
 		n.ready.Store(false)
 		n.flush()
+		n.report.NearTracking(false)
 		if ctx.Err() != nil {
 			return
 		}
@@ -206,8 +220,8 @@ func (n *near) track(ctx context.Context, opts *redis.Options, prefix string, lo
 			wait, said = nearRetryMin, false
 		}
 		if !said {
-			log("near cache: tracking lost or refused; the cache is emptied and off until it is back", err)
-			said = true
+			log.Warn("near cache: tracking lost or refused; the cache is emptied and off until it is back", zap.Error(err))
+			said, lost = true, true
 		}
 		select {
 		case <-ctx.Done():
@@ -226,7 +240,7 @@ const (
 
 // trackOnce sets tracking up and receives invalidations until a connection
 // fails. held says whether tracking was on before it failed.
-func (n *near) trackOnce(ctx context.Context, sub, ctl *redis.Client, subID *atomic.Int64, prefix string) (held bool, err error) {
+func (n *near) trackOnce(ctx context.Context, sub, ctl *redis.Client, subID *atomic.Int64, prefix string, up func()) (held bool, err error) {
 	ps := sub.Subscribe(ctx, "__redis__:invalidate")
 	defer func() { _ = ps.Close() }()
 	if _, err := ps.Receive(ctx); err != nil {
@@ -244,6 +258,7 @@ func (n *near) trackOnce(ctx context.Context, sub, ctl *redis.Client, subID *ato
 	}
 	n.flush()
 	n.ready.Store(true)
+	up()
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, time.Second)
 		var netErr interface{ Timeout() bool }
@@ -262,16 +277,16 @@ func (n *near) trackOnce(ctx context.Context, sub, ctl *redis.Client, subID *ato
 				return true, fmt.Errorf("tracking no longer redirects to the subscriber %d: %v", id, info)
 			}
 			continue
+		case err != nil && flushed(err):
+			// FLUSHDB or FLUSHALL: every key changed, and the connection
+			// is fine.
+			n.flush()
+			continue
 		case err != nil:
 			return true, err
 		}
 		m, ok := msg.(*redis.Message)
 		if !ok {
-			continue
-		}
-		if len(m.PayloadSlice) == 0 && m.Payload == "" {
-			// FLUSHDB or FLUSHALL: every key changed.
-			n.flush()
 			continue
 		}
 		keys := m.PayloadSlice
@@ -284,28 +299,19 @@ func (n *near) trackOnce(ctx context.Context, sub, ctl *redis.Client, subID *ato
 	}
 }
 
+// flushed says whether err is go-redis refusing the invalidation Redis
+// sends for FLUSHDB and FLUSHALL: a message whose payload is a null array,
+// which go-redis (v9.23) does not turn into a Message. The reply was read
+// whole and the connection is still good; only the message is lost, and
+// it means that every key changed.
+func flushed(err error) bool {
+	return strings.HasSuffix(err.Error(), "unsupported pubsub message payload: <nil>")
+}
+
 type bypassNear struct{}
 
 // WithoutNearCache makes the reads under ctx go to Redis, as a request with
 // Cache-Control: no-cache asks.
 func WithoutNearCache(ctx context.Context) context.Context {
 	return context.WithValue(ctx, bypassNear{}, true)
-}
-
-// StartNearCache turns the near cache on and keeps Redis's tracking of the
-// key prefix until ctx ends. It needs one Redis server (a *redis.Client):
-// on a Cluster or behind Sentinel it returns an error saying why it stays
-// off. log is told when tracking is lost.
-func (s *Store) StartNearCache(ctx context.Context, cfg NearConfig, report NearRecorder, log func(msg string, err error)) error {
-	c, ok := s.rdb.(*redis.Client)
-	if !ok {
-		return fmt.Errorf("the near cache needs one Redis server; with a %T it stays off (invalidations would have to follow every node and every failover)", s.rdb)
-	}
-	n, err := newNear(cfg, report)
-	if err != nil {
-		return err
-	}
-	s.near = n
-	go n.track(ctx, c.Options(), s.prefix, log)
-	return nil
 }

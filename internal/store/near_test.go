@@ -13,31 +13,50 @@ import (
 	"github.com/dubebox/dubebox/internal/redistest"
 	"github.com/dubebox/dubebox/internal/store"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // nearCounts records what the near cache did.
-type nearCounts struct{ hits, misses, evictions, invalidations atomic.Int64 }
+type nearCounts struct {
+	store.Nop
+	hits, misses, evictions, invalidations atomic.Int64
+	tracking                               atomic.Bool
+}
 
-func (n *nearCounts) NearHit()          { n.hits.Add(1) }
-func (n *nearCounts) NearMiss()         { n.misses.Add(1) }
-func (n *nearCounts) NearEviction()     { n.evictions.Add(1) }
-func (n *nearCounts) NearInvalidation() { n.invalidations.Add(1) }
+func (n *nearCounts) NearHit()             { n.hits.Add(1) }
+func (n *nearCounts) NearMiss()            { n.misses.Add(1) }
+func (n *nearCounts) NearEviction()        { n.evictions.Add(1) }
+func (n *nearCounts) NearInvalidation()    { n.invalidations.Add(1) }
+func (n *nearCounts) NearTracking(up bool) { n.tracking.Store(up) }
 
 var nearTest = store.NearConfig{NearSize: 10000, NearMaxBytes: 16 << 20, NearTTL: 5 * time.Second}
+
+// openNear opens a store over rdb with the near cache on, and what it logs.
+func openNear(t *testing.T, rdb redis.UniversalClient, counts store.Telemetry) (*store.Store, *observer.ObservedLogs) {
+	t.Helper()
+	core, logs := observer.New(zap.InfoLevel)
+	s := openStoreLog(t, rdb, "near:", zap.New(core), counts, func(c *store.Config) { c.Near = nearTest })
+	return s, logs
+}
 
 // nearStore is a store with the near cache on over its own Redis server
 // (tracking is per server, and the tests kill its connections).
 func nearStore(t *testing.T, addr string) (*store.Store, *nearCounts) {
 	t.Helper()
+	s, counts, _ := nearStoreLogs(t, addr)
+	return s, counts
+}
+
+// nearStoreLogs is nearStore with what the store logs.
+func nearStoreLogs(t *testing.T, addr string) (*store.Store, *nearCounts, *observer.ObservedLogs) {
+	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { _ = rdb.Close() })
 	counts := &nearCounts{}
-	s := store.New(rdb, "near:", time.Second, nil)
-	if err := s.StartNearCache(t.Context(), nearTest, counts, func(msg string, err error) { t.Log(msg, err) }); err != nil {
-		t.Fatal(err)
-	}
+	s, logs := openNear(t, rdb, counts)
 	waitNearReady(t, s)
-	return s, counts
+	return s, counts, logs
 }
 
 // waitNearReady reads a key until the near cache answers it.
@@ -230,16 +249,98 @@ func TestNearCacheBypass(t *testing.T) {
 	}
 }
 
-// TestNearCacheOnlyOnOneServer checks that a Cluster client refuses it,
-// saying why.
+// TestNearCacheOnlyOnOneServer checks that on a Cluster, and behind
+// Sentinel, the store leaves the near cache off and says why at info.
 func TestNearCacheOnlyOnOneServer(t *testing.T) {
 	t.Parallel()
-	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}})
-	t.Cleanup(func() { _ = cc.Close() })
-	s := store.New(cc, "near:", time.Second, nil)
-	if err := s.StartNearCache(t.Context(), nearTest, &nearCounts{}, func(string, error) {}); err == nil {
-		t.Fatal("a Cluster client started the near cache")
+	for _, rdb := range []redis.UniversalClient{
+		redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}}),
+		redis.NewFailoverClient(&redis.FailoverOptions{MasterName: "m", SentinelAddrs: []string{"127.0.0.1:1"}}),
+	} {
+		t.Cleanup(func() { _ = rdb.Close() })
+		s, logs := openNear(t, rdb, &nearCounts{})
+		if s.NearCacheOn() {
+			t.Errorf("%T: the near cache is on", rdb)
+		}
+		if n := logs.FilterMessageSnippet("near cache off: it needs one Redis server").FilterLevelExact(zap.InfoLevel).Len(); n != 1 {
+			t.Errorf("%T: %d info lines saying why the near cache is off, want 1: %v", rdb, n, logs.All())
+		}
 	}
+}
+
+// TestNearCacheFlush empties Redis with FLUSHDB and FLUSHALL while a key
+// is cached: the entry is dropped as by any write, tracking stays up
+// (nothing is logged as lost, the gauge stays at 1), and the cache serves
+// again at once.
+func TestNearCacheFlush(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	s, counts, logs := nearStoreLogs(t, srv.Addr)
+	ctx := context.Background()
+	for _, flush := range []string{"flushdb", "flushall"} {
+		if err := s.Set(ctx, "k", "before", 0); err != nil {
+			t.Fatal(err)
+		}
+		for got, _ := s.Get(ctx, "k"); !got.Near; got, _ = s.Get(ctx, "k") {
+		}
+		raw := redis.NewClient(&redis.Options{Addr: srv.Addr})
+		if err := raw.Do(ctx, flush).Err(); err != nil {
+			t.Fatal(err)
+		}
+		_ = raw.Close()
+		deadline := time.Now().Add(time.Second)
+		for {
+			if _, err := s.Get(ctx, "k"); errors.Is(err, store.ErrNotFound) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the near cache still answers the flushed key after 1 s", flush)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if !counts.tracking.Load() {
+			t.Errorf("%s: the tracking gauge went to 0", flush)
+		}
+		waitNearReady(t, s)
+	}
+	if lost := logs.FilterMessageSnippet("tracking lost").Len(); lost != 0 {
+		t.Errorf("a flush was logged as a lost tracking connection: %v", logs.All())
+	}
+}
+
+// TestNearCacheTrackingComesBack kills the tracking connections: the gauge
+// goes to 0 and one warn line says so; once tracking holds again, the
+// gauge is 1, one info line says it is back, and the cache serves again.
+func TestNearCacheTrackingComesBack(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	s, counts, logs := nearStoreLogs(t, srv.Addr)
+	if !counts.tracking.Load() {
+		t.Fatal("tracking is up but the gauge says 0")
+	}
+	ctx := context.Background()
+	raw := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { _ = raw.Close() })
+	if err := raw.Do(ctx, "client", "kill", "type", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for logs.FilterMessageSnippet("tracking is back").Len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no line saying tracking is back within 5 s: %v", logs.All())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := logs.FilterMessageSnippet("tracking lost").FilterLevelExact(zap.WarnLevel).Len(); n != 1 {
+		t.Errorf("%d warn lines for the lost tracking, want 1", n)
+	}
+	if n := logs.FilterMessageSnippet("tracking is back").FilterLevelExact(zap.InfoLevel).Len(); n != 1 {
+		t.Errorf("%d info lines for tracking back, want 1", n)
+	}
+	if !counts.tracking.Load() {
+		t.Error("tracking is back but the gauge says 0")
+	}
+	waitNearReady(t, s)
 }
 
 // TestNearCacheRefusedTracking runs the near cache as a user whose ACL
@@ -250,16 +351,8 @@ func TestNearCacheRefusedTracking(t *testing.T) {
 	srv := redistest.Start(t, "--user", "app", "on", ">app-pw", "~*", "&*", "+@all", "-client|tracking")
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, Username: "app", Password: "app-pw"})
 	t.Cleanup(func() { _ = rdb.Close() })
-	s := store.New(rdb, "near:", time.Second, nil)
-	var logged atomic.Int64
-	var lastErr atomic.Value
-	err := s.StartNearCache(t.Context(), nearTest, &nearCounts{}, func(_ string, err error) {
-		logged.Add(1)
-		lastErr.Store(fmt.Sprint(err))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	counts := &nearCounts{}
+	s, logs := openNear(t, rdb, counts)
 	ctx := context.Background()
 	if err := s.Set(ctx, "k", "v", 0); err != nil {
 		t.Fatal(err)
@@ -271,10 +364,14 @@ func TestNearCacheRefusedTracking(t *testing.T) {
 			t.Fatalf("read with tracking refused: %+v, %v; want v from Redis", got, err)
 		}
 	}
-	if n := logged.Load(); n != 1 {
-		t.Errorf("the refusal was logged %d times in 4 s, want once", n)
+	refused := logs.FilterMessageSnippet("tracking lost or refused").All()
+	if len(refused) != 1 {
+		t.Fatalf("the refusal was logged %d times in 4 s, want once", len(refused))
 	}
-	if e, _ := lastErr.Load().(string); !strings.Contains(e, "NOPERM") {
+	if e := fmt.Sprint(refused[0].ContextMap()["error"]); !strings.Contains(e, "NOPERM") {
 		t.Errorf("the log does not carry Redis's refusal: %q", e)
+	}
+	if counts.tracking.Load() {
+		t.Error("tracking is refused but the gauge says 1")
 	}
 }

@@ -10,15 +10,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dubebox/dubebox/internal/config"
 	"github.com/dubebox/dubebox/internal/redistest"
 	"github.com/dubebox/dubebox/internal/store"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 )
 
 func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 
 // lookups records what the store reports as hits and misses.
 type lookups struct {
+	store.Nop
 	mu   sync.Mutex
 	seen []string
 }
@@ -49,11 +52,50 @@ func eachTopology(t *testing.T, test func(*testing.T, redistest.Topology)) {
 	}
 }
 
+// openStore opens a store over rdb with the service's defaults but for
+// the key prefix, the timeout and the near cache (off), then what mods
+// change.
+func openStore(t testing.TB, rdb redis.UniversalClient, prefix string, timeout time.Duration, tel store.Telemetry, mods ...func(*store.Config)) *store.Store {
+	t.Helper()
+	mods = append([]func(*store.Config){func(c *store.Config) { c.Timeout = timeout }}, mods...)
+	return openStoreLog(t, rdb, prefix, nil, tel, mods...)
+}
+
+// openStoreLog is openStore with a timeout of a second and a logger.
+func openStoreLog(t testing.TB, rdb redis.UniversalClient, prefix string, log *zap.Logger, tel store.Telemetry, mods ...func(*store.Config)) *store.Store {
+	t.Helper()
+	cfg := config.Default().Store
+	cfg.KeyPrefix, cfg.Timeout, cfg.Near.NearSize = prefix, time.Second, 0
+	for _, m := range mods {
+		m(&cfg)
+	}
+	return store.Open(t.Context(), rdb, cfg, tel, log)
+}
+
 func newStore(t *testing.T, tp redistest.Topology) (*store.Store, redis.UniversalClient, string, *lookups) {
 	t.Helper()
 	rdb, prefix := redistest.ClientOf(t, tp)
 	l := &lookups{}
-	return store.New(rdb, prefix, time.Second, l), rdb, prefix, l
+	return openStore(t, rdb, prefix, time.Second, l), rdb, prefix, l
+}
+
+// fields reads a whole hash a page at a time.
+func fields(t *testing.T, s *store.Store, key string) (map[string]string, error) {
+	t.Helper()
+	all := map[string]string{}
+	var cursor uint64
+	for {
+		page, err := s.HScan(context.Background(), key, cursor, 100, 1<<20)
+		if err != nil {
+			return nil, err
+		}
+		for f, v := range page.Fields {
+			all[f] = v
+		}
+		if cursor = page.Next; cursor == 0 {
+			return all, nil
+		}
+	}
 }
 
 func TestStringLifecycle(t *testing.T) { eachTopology(t, testStringLifecycle) }
@@ -157,7 +199,7 @@ func testIncr(t *testing.T, tp redistest.Topology) {
 				t.Fatal(err)
 			}
 		}
-		got, err := s.Incr(ctx, key, tc.by)
+		got, _, err := s.Incr(ctx, key, tc.by, store.Once{})
 		if !errors.Is(err, tc.wantErr) || got != tc.want {
 			t.Errorf("%s: got %d, %v; want %d, %v", tc.name, got, err, tc.want, tc.wantErr)
 		}
@@ -172,17 +214,17 @@ func testHashLifecycle(t *testing.T, tp redistest.Topology) {
 	s, _, _, l := newStore(t, tp)
 	ctx := context.Background()
 
-	h, err := s.HSet(ctx, "h", map[string]string{"a": "1", "b": "2"}, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(h.Fields) != 2 || h.Fields["a"] != "1" || h.TTL <= 59*time.Second {
-		t.Fatalf("HSet: got %+v", h)
+	ttl, err := s.HSet(ctx, "h", map[string]string{"a": "1", "b": "2"}, time.Minute)
+	if err != nil || ttl <= 59*time.Second {
+		t.Fatalf("HSet: got %v, %v", ttl, err)
 	}
 	// A second write merges and keeps the TTL when none is given.
-	h, err = s.HSet(ctx, "h", map[string]string{"c": "3"}, 0)
-	if err != nil || len(h.Fields) != 3 || h.TTL <= 58*time.Second {
-		t.Fatalf("HSet merge: got %+v, %v", h, err)
+	ttl, err = s.HSet(ctx, "h", map[string]string{"c": "3"}, 0)
+	if err != nil || ttl <= 58*time.Second {
+		t.Fatalf("HSet merge: got %v, %v", ttl, err)
+	}
+	if page, err := s.HScan(ctx, "h", 0, 100, 1<<20); err != nil || len(page.Fields) != 3 || page.Next != 0 || page.TTL <= 58*time.Second {
+		t.Fatalf("HScan after merge: got %+v, %v", page, err)
 	}
 	if v, err := s.HGet(ctx, "h", "c"); err != nil || v != "3" {
 		t.Fatalf("HGet: got %q, %v", v, err)
@@ -193,10 +235,10 @@ func testHashLifecycle(t *testing.T, tp redistest.Topology) {
 	if err := s.HSetField(ctx, "h", "a", "one"); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := s.HIncr(ctx, "h", "b", 40); err != nil || n != 42 {
+	if n, _, err := s.HIncr(ctx, "h", "b", 40, store.Once{}); err != nil || n != 42 {
 		t.Fatalf("HIncr: got %d, %v", n, err)
 	}
-	if _, err := s.HIncr(ctx, "h", "a", 1); !errors.Is(err, store.ErrNotInteger) {
+	if _, _, err := s.HIncr(ctx, "h", "a", 1, store.Once{}); !errors.Is(err, store.ErrNotInteger) {
 		t.Fatalf("HIncr on text: got %v", err)
 	}
 	if err := s.HDelField(ctx, "h", "c"); err != nil {
@@ -205,17 +247,17 @@ func testHashLifecycle(t *testing.T, tp redistest.Topology) {
 	if err := s.HDelField(ctx, "h", "c"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("HDelField twice: got %v", err)
 	}
-	h, err = s.HGetAll(ctx, "h")
-	if err != nil || len(h.Fields) != 2 || h.Fields["a"] != "one" || h.Fields["b"] != "42" {
-		t.Fatalf("HGetAll: got %+v, %v", h, err)
+	h, err := fields(t, s, "h")
+	if err != nil || len(h) != 2 || h["a"] != "one" || h["b"] != "42" {
+		t.Fatalf("HScan: got %+v, %v", h, err)
 	}
 	if err := s.Delete(ctx, "h", store.TypeHash); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.HGetAll(ctx, "h"); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("HGetAll after delete: got %v", err)
+	if _, err := s.HScan(ctx, "h", 0, 10, 1<<20); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("HScan after delete: got %v", err)
 	}
-	if got, want := l.all(), "hget:hit,hget:miss,hgetall:hit,hgetall:miss"; got != want {
+	if got, want := l.all(), "hgetall:hit,hget:hit,hget:miss,hgetall:hit,hgetall:miss"; got != want {
 		t.Fatalf("lookups: got %s, want %s", got, want)
 	}
 }
@@ -246,16 +288,17 @@ func testWrongTypeChangesNothing(t *testing.T, tp redistest.Topology) {
 		{"TTL on hash", func() error { _, err := s.TTL(ctx, "hash", store.TypeString); return err }},
 		{"Expire on hash", func() error { _, err := s.Expire(ctx, "hash", store.TypeString, time.Second); return err }},
 		{"Persist on hash", func() error { _, err := s.Persist(ctx, "hash", store.TypeString); return err }},
-		{"Incr on hash", func() error { _, err := s.Incr(ctx, "hash", 1); return err }},
+		{"Incr on hash", func() error { _, _, err := s.Incr(ctx, "hash", 1, store.Once{}); return err }},
+		{"Incr once on hash", func() error { _, _, err := s.Incr(ctx, "hash", 1, store.Once{Key: "k1"}); return err }},
 		{"HSet on string", func() error {
 			_, err := s.HSet(ctx, "str", map[string]string{"f": "v"}, time.Second)
 			return err
 		}},
-		{"HGetAll on string", func() error { _, err := s.HGetAll(ctx, "str"); return err }},
+		{"HScan on string", func() error { _, err := s.HScan(ctx, "str", 0, 10, 1024); return err }},
 		{"HGet on string", func() error { _, err := s.HGet(ctx, "str", "f"); return err }},
 		{"HSetField on string", func() error { return s.HSetField(ctx, "str", "f", "v") }},
 		{"HDelField on string", func() error { return s.HDelField(ctx, "str", "f") }},
-		{"HIncr on string", func() error { _, err := s.HIncr(ctx, "str", "f", 1); return err }},
+		{"HIncr on string", func() error { _, _, err := s.HIncr(ctx, "str", "f", 1, store.Once{}); return err }},
 		{"HDelete on string", func() error { return s.Delete(ctx, "str", store.TypeHash) }},
 	}
 	for _, tc := range tests {
@@ -288,7 +331,7 @@ func TestRedisFailures(t *testing.T) {
 		srv := redistest.Start(t)
 		rdb := redis.NewUniversalClient(store.Tune(&redis.UniversalOptions{Addrs: []string{srv.Addr}}, 200*time.Millisecond))
 		t.Cleanup(func() { _ = rdb.Close() })
-		s := store.New(rdb, "p:", 200*time.Millisecond, nil)
+		s := openStore(t, rdb, "p:", 200*time.Millisecond, nil)
 		if err := s.Ping(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -311,7 +354,7 @@ func TestRedisFailures(t *testing.T) {
 		srv := redistest.Start(t)
 		rdb := redis.NewUniversalClient(store.Tune(&redis.UniversalOptions{Addrs: []string{srv.Addr}}, 200*time.Millisecond))
 		t.Cleanup(func() { _ = rdb.Close() })
-		s := store.New(rdb, "p:", 200*time.Millisecond, nil)
+		s := openStore(t, rdb, "p:", 200*time.Millisecond, nil)
 		srv.Kill()
 		if err := s.Set(ctx, "k", "v", 0); !errors.Is(err, store.ErrUnavailable) {
 			t.Fatalf("Set on a dead Redis: got %v, want ErrUnavailable", err)
@@ -329,7 +372,7 @@ func TestRedisFailures(t *testing.T) {
 		srv := redistest.Start(t, "--maxmemory", "1", "--maxmemory-policy", "noeviction")
 		rdb := redis.NewUniversalClient(store.Tune(&redis.UniversalOptions{Addrs: []string{srv.Addr}}, time.Second))
 		t.Cleanup(func() { _ = rdb.Close() })
-		s := store.New(rdb, "p:", time.Second, nil)
+		s := openStore(t, rdb, "p:", time.Second, nil)
 		if err := s.Set(ctx, "k", "v", 0); !errors.Is(err, store.ErrInsufficientStorage) {
 			t.Fatalf("Set on a full Redis: got %v, want ErrInsufficientStorage", err)
 		}
@@ -340,7 +383,8 @@ func TestRedisFailures(t *testing.T) {
 }
 
 // TestHSetUnderContention has many writers merge fields into one hash at
-// once: WATCH makes some retry, and every write that succeeds is kept.
+// once: each write is one atomic script, so every one succeeds and is
+// kept (a client's write never fails because of another's).
 func TestHSetUnderContention(t *testing.T) { eachTopology(t, testHSetUnderContention) }
 
 //nolint:thelper // a test body, run once per topology.
@@ -357,25 +401,23 @@ func testHSetUnderContention(t *testing.T, tp redistest.Topology) {
 			defer wg.Done()
 			for i := range 10 {
 				f := strings.Repeat("x", w) + "-" + string(rune('a'+i))
-				_, err := s.HSet(ctx, "hot", map[string]string{f: "v"}, time.Minute)
-				switch {
-				case err == nil:
-					mu.Lock()
-					written[f] = true
-					mu.Unlock()
-				case !errors.Is(err, store.ErrUnavailable):
+				if _, err := s.HSet(ctx, "hot", map[string]string{f: "v"}, time.Minute); err != nil {
 					t.Errorf("HSet under contention: %v", err)
+					continue
 				}
+				mu.Lock()
+				written[f] = true
+				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	h, err := s.HGetAll(ctx, "hot")
+	h, err := fields(t, s, "hot")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for f := range written {
-		if h.Fields[f] != "v" {
+		if h[f] != "v" {
 			t.Errorf("acknowledged field %q is missing", f)
 		}
 	}
@@ -447,18 +489,33 @@ func testWaitForReplicas(t *testing.T, tp redistest.Topology) {
 		do   func(s *store.Store) error
 	}{
 		{"set", func(s *store.Store) error { return s.Set(ctx, "s", "v", 0) }},
-		{"incr", func(s *store.Store) error { _, err := s.Incr(ctx, "n", 1); return err }},
+		{"incr", func(s *store.Store) error { _, _, err := s.Incr(ctx, "n", 1, store.Once{}); return err }},
+		{"incr once", func(s *store.Store) error {
+			_, _, err := s.Incr(ctx, "n", 1, store.Once{Key: fmt.Sprint(time.Now().UnixNano())})
+			return err
+		}},
+		{"push", func(s *store.Store) error {
+			_, _, _, err := s.Push(ctx, "l", store.Tail, []string{"a", "b"}, 0, store.Once{})
+			return err
+		}},
+		{"pop", func(s *store.Store) error {
+			_, _, _, err := s.Pop(ctx, "l", store.Head, 1, 1024, store.Once{})
+			return err
+		}},
 		{"expire", func(s *store.Store) error { _, err := s.Expire(ctx, "s", store.TypeString, time.Hour); return err }},
 		{"persist", func(s *store.Store) error { _, err := s.Persist(ctx, "s", store.TypeString); return err }},
 		{"hset", func(s *store.Store) error { _, err := s.HSet(ctx, "h", map[string]string{"a": "1"}, 0); return err }},
 		{"hset field", func(s *store.Store) error { return s.HSetField(ctx, "h", "b", "2") }},
-		{"hincr", func(s *store.Store) error { _, err := s.HIncr(ctx, "h", "c", 1); return err }},
+		{"hincr", func(s *store.Store) error { _, _, err := s.HIncr(ctx, "h", "c", 1, store.Once{}); return err }},
 		{"hdel field", func(s *store.Store) error { return s.HDelField(ctx, "h", "b") }},
 		{"delete", func(s *store.Store) error { return s.Delete(ctx, "s", store.TypeString) }},
 		{"hdelete", func(s *store.Store) error { return s.Delete(ctx, "h", store.TypeHash) }},
 	}
-	enough := store.New(rdb, prefix, time.Second, nil, store.WithWait(max(have, 1), 200*time.Millisecond))
-	tooMany := store.New(rdb, prefix+"x:", time.Second, nil, store.WithWait(have+1, 50*time.Millisecond))
+	wait := func(n int, d time.Duration) func(*store.Config) {
+		return func(c *store.Config) { c.WaitReplicas, c.WaitTimeout = n, d }
+	}
+	enough := openStore(t, rdb, prefix, time.Second, nil, wait(max(have, 1), 200*time.Millisecond))
+	tooMany := openStore(t, rdb, prefix+"x:", time.Second, nil, wait(have+1, 50*time.Millisecond))
 	for _, w := range writes {
 		err := w.do(enough)
 		if have == 0 && !errors.Is(err, store.ErrNotDurable) {
@@ -544,24 +601,24 @@ func testList(t *testing.T, tp redistest.Topology) {
 	s, rdb, prefix, l := newStore(t, tp)
 	ctx := context.Background()
 
-	if _, err := s.Range(ctx, "l", 0, 10); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.Range(ctx, "l", 0, 10, 1024); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Range of a missing list: %v, want ErrNotFound", err)
 	}
-	n, ttl, err := s.Push(ctx, "l", store.Tail, []string{"b", "c"}, time.Minute)
+	n, ttl, _, err := s.Push(ctx, "l", store.Tail, []string{"b", "c"}, time.Minute, store.Once{})
 	if err != nil || n != 2 || ttl <= 59*time.Second {
 		t.Fatalf("Push: %d, %v, %v; want 2 with a minute's TTL", n, ttl, err)
 	}
-	if n, _, err = s.Push(ctx, "l", store.Head, []string{"a", "z"}, 0); err != nil || n != 4 {
+	if n, _, _, err = s.Push(ctx, "l", store.Head, []string{"a", "z"}, 0, store.Once{}); err != nil || n != 4 {
 		t.Fatalf("Push at the head: %d, %v", n, err)
 	}
-	page, err := s.Range(ctx, "l", 1, 2)
+	page, err := s.Range(ctx, "l", 1, 2, 1024)
 	if err != nil || strings.Join(page.Values, ",") != "a,b" || page.Length != 4 || page.TTL <= 58*time.Second {
 		t.Fatalf("Range(1, 2): %+v, %v; want a,b of 4, TTL kept", page, err)
 	}
-	if page, err = s.Range(ctx, "l", 10, 5); err != nil || len(page.Values) != 0 || page.Length != 4 {
+	if page, err = s.Range(ctx, "l", 10, 5, 1024); err != nil || len(page.Values) != 0 || page.Length != 4 {
 		t.Fatalf("Range past the end: %+v, %v; want an empty page of 4", page, err)
 	}
-	if _, _, err := s.Push(ctx, "l", store.Tail, []string{"a", "b", "a"}, 0); err != nil {
+	if _, _, _, err := s.Push(ctx, "l", store.Tail, []string{"a", "b", "a"}, 0, store.Once{}); err != nil {
 		t.Fatal(err)
 	}
 	if removed, left, err := s.Remove(ctx, "l", "a", 0); err != nil || removed != 3 || left != 4 {
@@ -570,20 +627,20 @@ func testList(t *testing.T, tp redistest.Topology) {
 	if left, err := s.Trim(ctx, "l", 0, 2); err != nil || left != 3 {
 		t.Fatalf("Trim(0, 2): %d, %v; want 3", left, err)
 	}
-	vals, left, err := s.Pop(ctx, "l", store.Tail, 2)
+	vals, left, _, err := s.Pop(ctx, "l", store.Tail, 2, 1024, store.Once{})
 	if err != nil || strings.Join(vals, ",") != "c,b" || left != 1 {
 		t.Fatalf("Pop 2 from the tail: %v, %d, %v; want c,b and 1 left", vals, left, err)
 	}
 	if n, err := s.Len(ctx, "l"); err != nil || n != 1 {
 		t.Fatalf("Len: %d, %v", n, err)
 	}
-	if vals, left, err = s.Pop(ctx, "l", store.Head, 5); err != nil || strings.Join(vals, ",") != "z" || left != 0 {
+	if vals, left, _, err = s.Pop(ctx, "l", store.Head, 5, 1024, store.Once{}); err != nil || strings.Join(vals, ",") != "z" || left != 0 {
 		t.Fatalf("Pop the rest: %v, %d, %v", vals, left, err)
 	}
 	if rdb.Exists(ctx, prefix+"l").Val() != 0 {
 		t.Fatal("the emptied list's key still exists")
 	}
-	if _, _, err := s.Pop(ctx, "l", store.Head, 1); !errors.Is(err, store.ErrNotFound) {
+	if _, _, _, err := s.Pop(ctx, "l", store.Head, 1, 1024, store.Once{}); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Pop of a missing list: %v, want ErrNotFound", err)
 	}
 	if _, err := s.Len(ctx, "l"); !errors.Is(err, store.ErrNotFound) {
@@ -594,10 +651,10 @@ func testList(t *testing.T, tp redistest.Topology) {
 	if err := s.Set(ctx, "s", "v", 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.Push(ctx, "s", store.Tail, []string{"x"}, time.Minute); !errors.Is(err, store.ErrWrongType) {
+	if _, _, _, err := s.Push(ctx, "s", store.Tail, []string{"x"}, time.Minute, store.Once{}); !errors.Is(err, store.ErrWrongType) {
 		t.Fatalf("Push on a string: %v, want ErrWrongType", err)
 	}
-	if _, err := s.Range(ctx, "s", 0, 1); !errors.Is(err, store.ErrWrongType) {
+	if _, err := s.Range(ctx, "s", 0, 1, 1024); !errors.Is(err, store.ErrWrongType) {
 		t.Fatalf("Range on a string: %v, want ErrWrongType", err)
 	}
 	if v := rdb.Get(ctx, prefix+"s").Val(); v != "v" || rdb.TTL(ctx, prefix+"s").Val() != -1 {

@@ -1,20 +1,29 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"net/http"
-	"strconv"
+	"time"
 
 	"github.com/dubebox/dubebox/internal/store"
 	"github.com/gin-gonic/gin"
 )
 
-// MaxListValues bounds the values one request pushes, pops or reads from a
-// list, so that a request's work and its answer stay bounded.
-const MaxListValues = 1000
+// listStore is what the list routes need.
+type listStore interface {
+	Push(ctx context.Context, key, end string, values []string, ttl time.Duration, once store.Once) (int64, time.Duration, bool, error)
+	Pop(ctx context.Context, key, end string, count, budget int, once store.Once) ([]string, int64, bool, error)
+	Remove(ctx context.Context, key, value string, count int64) (removed, length int64, err error)
+	Trim(ctx context.Context, key string, start, stop int64) (int64, error)
+	Range(ctx context.Context, key string, offset, limit int64, budget int) (store.List, error)
+	Len(ctx context.Context, key string) (int64, error)
+}
 
-// defaultPage is how many values a list read returns without ?limit.
-const defaultPage = 100
+// MaxListValues bounds the values one request pushes, pops or reads from a
+// list, so that a request's work and its answer stay bounded; a pop or a
+// read also stops at MAX_PAGE_BYTES, and MAX_LIST_LENGTH bounds the list.
+const MaxListValues = maxPage
 
 type listResponse struct {
 	Key        string   `json:"key"`
@@ -98,12 +107,17 @@ func (h *handler) push(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	n, d, err := h.store.Push(c.Request.Context(), key, at, req.Values, ttl)
+	o, err := once(c)
 	if err != nil {
 		return err
 	}
+	n, d, again, err := h.store.Push(c.Request.Context(), key, at, req.Values, ttl, o)
+	if err != nil {
+		return err
+	}
+	replayed(c, again)
 	secs := ttlSeconds(d)
-	c.JSON(http.StatusOK, lengthResponse{Key: key, Length: n, TTLSeconds: &secs})
+	h.reply(c, http.StatusOK, lengthResponse{Key: key, Length: n, TTLSeconds: &secs})
 	return nil
 }
 
@@ -112,8 +126,9 @@ type popRequest struct {
 	Count *int    `json:"count"`
 }
 
-// pop takes values from the head (or the tail) of a list; the list's key
-// goes with its last value.
+// pop takes values from the head (or the tail) of a list: count of them,
+// or fewer when they would take the answer past MAX_PAGE_BYTES (one always
+// comes). The list's key goes with its last value.
 func (h *handler) pop(c *gin.Context) error {
 	key, err := h.key(c)
 	if err != nil {
@@ -131,11 +146,16 @@ func (h *handler) pop(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	values, left, err := h.store.Pop(c.Request.Context(), key, at, n)
+	o, err := once(c)
 	if err != nil {
 		return err
 	}
-	c.JSON(http.StatusOK, popResponse{Key: key, Values: values, Length: left})
+	values, left, again, err := h.store.Pop(c.Request.Context(), key, at, n, h.cfg.MaxPageBytes, o)
+	if err != nil {
+		return err
+	}
+	replayed(c, again)
+	h.reply(c, http.StatusOK, popResponse{Key: key, Values: values, Length: left})
 	return nil
 }
 
@@ -167,7 +187,7 @@ func (h *handler) removeValues(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	c.JSON(http.StatusOK, removeResponse{Key: key, Removed: removed, Length: left})
+	h.reply(c, http.StatusOK, removeResponse{Key: key, Removed: removed, Length: left})
 	return nil
 }
 
@@ -194,12 +214,13 @@ func (h *handler) trim(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	c.JSON(http.StatusOK, lengthResponse{Key: key, Length: left})
+	h.reply(c, http.StatusOK, lengthResponse{Key: key, Length: left})
 	return nil
 }
 
 // getList reads a page of a list: ?offset= (from 0) and ?limit= (1 to
-// MaxListValues, default 100).
+// MaxListValues, default 100); a page also stops before a value that would
+// take it past MAX_PAGE_BYTES, and next_offset says where to go on.
 func (h *handler) getList(c *gin.Context) error {
 	key, err := h.key(c)
 	if err != nil {
@@ -213,7 +234,7 @@ func (h *handler) getList(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	l, err := h.store.Range(c.Request.Context(), key, offset, limit)
+	l, err := h.store.Range(c.Request.Context(), key, offset, limit, h.cfg.MaxPageBytes)
 	if err != nil {
 		return err
 	}
@@ -221,7 +242,7 @@ func (h *handler) getList(c *gin.Context) error {
 	if next := offset + int64(len(l.Values)); len(l.Values) > 0 && next < l.Length {
 		resp.NextOffset = &next
 	}
-	c.JSON(http.StatusOK, resp)
+	h.reply(c, http.StatusOK, resp)
 	return nil
 }
 
@@ -234,19 +255,6 @@ func (h *handler) listLength(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	c.JSON(http.StatusOK, lengthResponse{Key: key, Length: n})
+	h.reply(c, http.StatusOK, lengthResponse{Key: key, Length: n})
 	return nil
-}
-
-// queryInt reads an optional whole-number query parameter within lo..hi.
-func queryInt(c *gin.Context, name string, def, lo, hi int64) (int64, error) {
-	raw, ok := c.GetQuery(name)
-	if !ok {
-		return def, nil
-	}
-	n, err := strconv.ParseInt(raw, 10, 64)
-	if err != nil || n < lo || n > hi {
-		return 0, invalid(fmt.Sprintf("%s must be a whole number from %d to %d", name, lo, hi))
-	}
-	return n, nil
 }

@@ -9,9 +9,100 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
+
+// Delete removes the key when it holds typ. Redis frees a large value in
+// the background (UNLINK), so deleting a big hash or list does not block
+// it.
+func (s *Store) Delete(ctx context.Context, key, typ string) error {
+	_, err := s.typed(ctx, key, typ, "del", 0)
+	return err
+}
+
+// TTL returns the remaining time to live of the key when it holds typ.
+func (s *Store) TTL(ctx context.Context, key, typ string) (time.Duration, error) {
+	d, err := s.typed(ctx, key, typ, "pttl", 0)
+	s.lookup(OpTTL, err)
+	return d, err
+}
+
+// Expire sets the time to live of the key when it holds typ, and returns it.
+func (s *Store) Expire(ctx context.Context, key, typ string, ttl time.Duration) (time.Duration, error) {
+	return s.typed(ctx, key, typ, "pexpire", ttl)
+}
+
+// Persist removes the time to live of the key when it holds typ.
+func (s *Store) Persist(ctx context.Context, key, typ string) (time.Duration, error) {
+	return s.typed(ctx, key, typ, "persist", 0)
+}
+
+// Info is what every key has, whatever its type.
+type Info struct {
+	Type string // Redis's name: string, hash, list, set, zset, stream
+	TTL  time.Duration
+}
+
+// Info returns the key's type and TTL in one round trip.
+func (s *Store) Info(ctx context.Context, key string) (Info, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	k := s.key(key)
+	var typ *redis.StatusCmd
+	var pttl *redis.DurationCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		typ = p.Type(ctx, k)
+		pttl = p.PTTL(ctx, k)
+		return nil
+	})
+	if err == nil && typ.Val() == "none" {
+		err = redis.Nil
+	}
+	err = wrap("type", err)
+	s.lookup(OpType, err)
+	if err != nil {
+		return Info{}, err
+	}
+	return Info{Type: typ.Val(), TTL: remaining(pttl.Val())}, nil
+}
+
+// typedScript runs one key operation only when the key holds the expected
+// type (or any, for "*"), in one atomic round trip: {-2} means missing,
+// {-3} another type, else {0, the key's PTTL after the operation} (or
+// UNLINK's count).
+var typedScript = redis.NewScript(`
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t == 'none' then return {-2} end
+if ARGV[1] ~= '*' and t ~= ARGV[1] then return {-3} end
+local op = ARGV[2]
+if op == 'del' then return {0, redis.call('UNLINK', KEYS[1])} end
+if op == 'pexpire' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+if op == 'persist' then redis.call('PERSIST', KEYS[1]) end
+return {0, redis.call('PTTL', KEYS[1])}
+`)
+
+func (s *Store) typed(ctx context.Context, key, typ, op string, ttl time.Duration) (time.Duration, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	k := s.key(key)
+	args := []any{typ, op, ttl.Milliseconds()}
+	var cmd *redis.Cmd
+	var err error
+	if op == "pttl" {
+		// A read: nothing to wait for, and a replica may answer.
+		cmd = typedScript.RunRO(ctx, s.rdb, []string{k}, args...)
+		err = cmd.Err()
+	} else {
+		cmd, err = s.writeScript(ctx, typedScript, []string{k}, args...)
+	}
+	reply, err := scriptReply(op, cmd, err)
+	if err != nil {
+		return 0, err
+	}
+	return millis(reply[1]), nil
+}
 
 // Cursor is where a listing of keys stands: which shard (the primaries of a
 // Cluster in slot order; 0 elsewhere) and SCAN's cursor on it. The zero
@@ -57,7 +148,11 @@ func (s *Store) Keys(ctx context.Context, prefix, typ string, cursor Cursor, lim
 			return nil, nil, wrap("scan", err)
 		}
 		for _, k := range page {
-			keys = append(keys, strings.TrimPrefix(k, s.prefix))
+			// Idempotency records hold a '/', which no key of the API may:
+			// they are the store's, not the client's.
+			if k = strings.TrimPrefix(k, s.prefix); !strings.Contains(k, "/") {
+				keys = append(keys, k)
+			}
 		}
 		cursor.Pos = next
 		if next == 0 {

@@ -1,0 +1,168 @@
+package api
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+)
+
+// Answers and request bodies are JSON through go-json-experiment/json (the
+// v2 API proposed for Go's standard library), whose defaults are what the
+// API's document promises: object member names match exactly (not
+// case-insensitively), a name given twice is refused, and so is invalid
+// UTF-8, raw or as an escaped lone surrogate, which encoding/json would
+// quietly turn into U+FFFD.
+
+// encodeOptions writes answers as they are: '<', '>' and '&' are not
+// escaped (encoding/json's HTML escaping made them six bytes each), and
+// hash fields come in a stable order.
+var encodeOptions = json.JoinOptions(
+	jsontext.EscapeForHTML(false),
+	json.Deterministic(true),
+)
+
+// decodeOptions refuse what the document does not describe: members it
+// does not name, besides the defaults above.
+var decodeOptions = json.RejectUnknownMembers(true)
+
+// reply answers status with v as JSON. The encoder writes to the
+// connection as it goes, holding at most about one value at a time, so a
+// large page is never built whole in memory.
+func (h *handler) reply(c *gin.Context, status int, v any) {
+	c.Header("Content-Type", "application/json; charset=utf-8")
+	c.Status(status)
+	// Once the status is sent, a failure to write (the client left) can
+	// only end the answer early; there is nothing left to tell the client.
+	_ = json.MarshalWrite(c.Writer, v, encodeOptions)
+}
+
+// maxJSONDepth bounds the nesting of a request body: the API's bodies nest
+// two levels, and a deeply nested one is an attack on the parser.
+const maxJSONDepth = 8
+
+// decode reads the JSON object in the request body into dst: bodies over
+// the limit (never read past it), invalid UTF-8 (escapes included),
+// duplicate or unknown members, member names in another case, nesting past
+// maxJSONDepth and data after the object are refused. With optional, an
+// empty body leaves dst as it is.
+func (h *handler) decode(c *gin.Context, dst any, optional bool) error {
+	if c.Request.ContentLength > h.maxBody {
+		return tooLarge(fmt.Sprintf("request body is larger than %d bytes", h.maxBody))
+	}
+	// One buffer of the announced size: reading into a growing one would
+	// hold up to twice the body while it doubles.
+	var buf bytes.Buffer
+	if n := c.Request.ContentLength; n > 0 {
+		buf.Grow(int(n) + 1)
+	}
+	if _, err := buf.ReadFrom(http.MaxBytesReader(c.Writer, c.Request.Body, h.maxBody)); err != nil {
+		return decodeError(err, h.maxBody)
+	}
+	body := buf.Bytes()
+	if len(bytes.TrimSpace(body)) == 0 {
+		if optional {
+			return nil
+		}
+		return invalid("request body is empty; want a JSON object")
+	}
+	if err := checkShape(body); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(body, dst, decodeOptions); err != nil {
+		return decodeError(err, h.maxBody)
+	}
+	return nil
+}
+
+// checkShape refuses a body that is not one JSON object, or nests deeper
+// than maxJSONDepth, reading its tokens without keeping them.
+func checkShape(body []byte) error {
+	dec := jsontext.NewDecoder(bytes.NewReader(body))
+	first := true
+	for {
+		kind := dec.PeekKind()
+		if first && kind != '{' && kind != 0 {
+			return invalid("request body must be a JSON object")
+		}
+		first = false
+		if _, err := dec.ReadToken(); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return decodeError(err, 0)
+		}
+		if dec.StackDepth() > maxJSONDepth {
+			return invalid(fmt.Sprintf("request body nests deeper than %d levels", maxJSONDepth))
+		}
+	}
+}
+
+// decodeError says what is wrong with a body in words for the client.
+func decodeError(err error, limit int64) error {
+	var (
+		mbe      *http.MaxBytesError
+		syntax   *jsontext.SyntacticError
+		semantic *json.SemanticError
+	)
+	switch {
+	case errors.As(err, &mbe):
+		return tooLarge(fmt.Sprintf("request body is larger than %d bytes", limit))
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return invalid("request body is not valid JSON: it ends too early")
+	case errors.As(err, &syntax):
+		return invalid(fmt.Sprintf("request body is not valid JSON (at byte %d): %s", syntax.ByteOffset, plain(syntax.Err)))
+	case errors.As(err, &semantic):
+		return invalid(semanticMessage(semantic))
+	}
+	return invalid("request body is not a valid JSON object")
+}
+
+// semanticMessage names the member that could not be decoded and why.
+func semanticMessage(e *json.SemanticError) string {
+	where := strings.TrimPrefix(string(e.JSONPointer), "/")
+	switch {
+	case errors.Is(e.Err, json.ErrUnknownName):
+		return "request body has an unknown member " + quote(where)
+	case where == "":
+		return "request body must be a JSON object"
+	case e.GoType != nil:
+		return fmt.Sprintf("%s must be %s", where, kindOf(e.GoType.String()))
+	}
+	return fmt.Sprintf("%s: %s", where, plain(e.Err))
+}
+
+func quote(s string) string { return `"` + s + `"` }
+
+// plain is an error's message without the package's prefix.
+func plain(err error) string {
+	if err == nil {
+		return "invalid"
+	}
+	s := err.Error()
+	for _, p := range []string{"jsontext: ", "json: "} {
+		s = strings.TrimPrefix(s, p)
+	}
+	return s
+}
+
+// kindOf names a Go type as a JSON type for a message.
+func kindOf(goType string) string {
+	switch strings.TrimPrefix(goType, "*") {
+	case "int64", "int":
+		return "a whole number"
+	case "string":
+		return "a string"
+	case "map[string]string":
+		return "an object of strings"
+	case "[]string":
+		return "an array of strings"
+	}
+	return "of another type"
+}

@@ -1,0 +1,197 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// String is a string value with its remaining time to live (NoExpiry when it
+// has none).
+type String struct {
+	Value string
+	TTL   time.Duration
+	// Near is true when the near cache answered, without Redis.
+	Near bool
+}
+
+// Get returns a string and its TTL in one round trip (a pipeline of GET and
+// PTTL).
+func (s *Store) Get(ctx context.Context, key string) (String, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	k := s.key(key)
+	var st stamp
+	if s.near != nil && ctx.Value(bypassNear{}) == nil {
+		if e, ok := s.near.get(k); ok {
+			s.lookup(OpGet, nil)
+			return String{Value: e.value, TTL: e.ttl(time.Now()), Near: true}, nil
+		}
+		st = s.near.begin(k)
+	}
+	var get *redis.StringCmd
+	var pttl *redis.DurationCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.Get(ctx, k)
+		pttl = p.PTTL(ctx, k)
+		return nil
+	})
+	if err == nil || errors.Is(err, redis.Nil) {
+		err = get.Err()
+	}
+	if err != nil {
+		err = wrap("get", err)
+		s.lookup(OpGet, err)
+		return String{}, err
+	}
+	s.lookup(OpGet, nil)
+	if s.near != nil && !st.at.IsZero() {
+		s.near.put(k, get.Val(), pttl.Val(), st)
+	}
+	return String{Value: get.Val(), TTL: remaining(pttl.Val())}, nil
+}
+
+// Set stores a string, replacing any string at key and its TTL. A zero ttl
+// means no expiry. A key that holds another type is left alone and
+// ErrWrongType returned: SET's GET option makes Redis itself refuse, in the
+// same command.
+func (s *Store) Set(ctx context.Context, key, value string, ttl time.Duration) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	k := s.key(key)
+	err := s.write(ctx, k, func(c redis.Cmdable) redis.Cmder {
+		return c.SetArgs(ctx, k, value, redis.SetArgs{TTL: ttl, Get: true})
+	})
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	return wrap("set", err)
+}
+
+// incrScript adds to the integer at a key, or at a field of a hash, and
+// returns the result as Redis keeps it (a string, exact past 2^53).
+// ARGV[3] is the field ("" for a string), ARGV[4] the increment.
+var incrScript = onceScript(`
+if ARGV[3] == '' then
+  redis.call('INCRBY', KEYS[1], ARGV[4])
+  return {0, redis.call('GET', KEYS[1])}
+end
+redis.call('HINCRBY', KEYS[1], ARGV[3], ARGV[4])
+return {0, redis.call('HGET', KEYS[1], ARGV[3])}
+`)
+
+// Incr adds by to the integer at key (created as 0 when missing) and
+// returns the result. With once it applies at most once per key (see Once);
+// replayed says the result is an earlier write's.
+func (s *Store) Incr(ctx context.Context, key string, by int64, once Once) (n int64, replayed bool, err error) {
+	return s.incr(ctx, key, "", by, once)
+}
+
+// HIncr adds by to the integer in a hash field (created as 0 when missing)
+// and returns the result, as Incr.
+func (s *Store) HIncr(ctx context.Context, key, field string, by int64, once Once) (n int64, replayed bool, err error) {
+	return s.incr(ctx, key, field, by, once)
+}
+
+func (s *Store) incr(ctx context.Context, key, field string, by int64, once Once) (int64, bool, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	k := s.key(key)
+	op := "incr"
+	if field != "" {
+		op = "hincrby"
+	}
+	if once.Key == "" {
+		// Without an idempotency key, the plain command is cheaper than
+		// the script.
+		var cmd *redis.IntCmd
+		err := s.write(ctx, k, func(c redis.Cmdable) redis.Cmder {
+			if field == "" {
+				cmd = c.IncrBy(ctx, k, by)
+			} else {
+				cmd = c.HIncrBy(ctx, k, field, by)
+			}
+			return cmd
+		})
+		return cmd.Val(), false, wrap(op, err)
+	}
+	reply, replayed, err := s.onceWrite(ctx, op, incrScript, k, once, field, by)
+	if err != nil {
+		return 0, false, err
+	}
+	str, _ := reply[1].(string)
+	n, err := strconv.ParseInt(str, 10, 64)
+	if err != nil {
+		return 0, false, wrap(op, errors.Join(err, errInternal))
+	}
+	return n, replayed, nil
+}
+
+// Found is one key's answer in a batch read: the string, or why there is
+// none (ErrNotFound, ErrWrongType).
+type Found struct {
+	String
+	Err error
+}
+
+// GetMany reads the strings at keys, with their TTLs, in the order given,
+// until their values add up to budget bytes: it returns the answers for
+// the first keys, whose values fit the budget (the first key's always),
+// and the rest are left for another call. It takes two pipelines: the
+// lengths first (STRLEN), then the values of the keys that fit, so that
+// no more than the budget (and one value) is ever read into memory. On a
+// Cluster go-redis sends each node the commands for its slots, in
+// parallel, so keys of different slots never meet in one command (no
+// CROSSSLOT). A key that is missing or holds another type is reported in
+// its Found; only a failure of Redis itself fails the whole read.
+func (s *Store) GetMany(ctx context.Context, keys []string, budget int) ([]Found, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	lens := make([]*redis.IntCmd, len(keys))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, key := range keys {
+			lens[i] = p.StrLen(ctx, s.key(key))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(classify(err), ErrWrongType) {
+		return nil, wrap("strlen", err)
+	}
+	n, total := 0, int64(0)
+	for n < len(keys) {
+		total += lens[n].Val()
+		if n > 0 && total > int64(budget) {
+			break
+		}
+		n++
+	}
+	gets := make([]*redis.StringCmd, n)
+	pttls := make([]*redis.DurationCmd, n)
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, key := range keys[:n] {
+			gets[i] = p.Get(ctx, s.key(key))
+			pttls[i] = p.PTTL(ctx, s.key(key))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) && !errors.Is(classify(err), ErrWrongType) {
+		return nil, wrap("get", err)
+	}
+	out := make([]Found, n)
+	for i := range n {
+		err := wrap("get", gets[i].Err())
+		switch {
+		case err == nil:
+			out[i] = Found{String: String{Value: gets[i].Val(), TTL: remaining(pttls[i].Val())}}
+		case errors.Is(err, ErrNotFound), errors.Is(err, ErrWrongType):
+			out[i] = Found{Err: err}
+		default:
+			return nil, err
+		}
+		s.lookup(OpGet, out[i].Err)
+	}
+	return out, nil
+}
