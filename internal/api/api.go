@@ -58,7 +58,7 @@ type Config struct {
 	// request is refused at once with 503 overloaded, before its body is
 	// read, so that memory is bounded by MaxInflight times what one
 	// request may hold (its body and its answer).
-	MaxInflight int `env:"MAX_INFLIGHT_REQUESTS" envDefault:"64" valid:"1..1048576"`
+	MaxInflight int `env:"MAX_INFLIGHT_REQUESTS" envDefault:"32" valid:"1..1048576"`
 	// APIToken, when set, is required as a bearer token on every data route.
 	APIToken string `env:"API_TOKEN" secret:"true"`
 	// APIReadToken, when set (with APIToken), is a bearer token that may

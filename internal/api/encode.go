@@ -43,21 +43,19 @@ func (h *handler) reply(c *gin.Context, status int, v any) {
 	_ = json.MarshalWrite(c.Writer, v, encodeOptions)
 }
 
-// maxJSONDepth bounds the nesting of a request body: the API's bodies nest
-// two levels, and a deeply nested one is an attack on the parser.
-const maxJSONDepth = 8
-
 // decode reads the JSON object in the request body into dst: bodies over
 // the limit (never read past it), invalid UTF-8 (escapes included),
-// duplicate or unknown members, member names in another case, nesting past
-// maxJSONDepth and data after the object are refused. With optional, an
-// empty body leaves dst as it is.
+// duplicate or unknown members, member names in another case, values of
+// another type than dst's fields (so any nesting the document does not
+// describe) and data after the object are refused. With optional, an empty
+// body leaves dst as it is.
 func (h *handler) decode(c *gin.Context, dst any, optional bool) error {
 	if c.Request.ContentLength > h.maxBody {
 		return tooLarge(fmt.Sprintf("request body is larger than %d bytes", h.maxBody))
 	}
-	// One buffer of the announced size: reading into a growing one would
-	// hold up to twice the body while it doubles.
+	// One buffer of the announced size (within the limit): reading into a
+	// growing one would allocate about twice the body as it doubles.
+	// MAX_INFLIGHT_REQUESTS bounds how many such buffers exist at once.
 	var buf bytes.Buffer
 	if n := c.Request.ContentLength; n > 0 {
 		buf.Grow(int(n) + 1)
@@ -72,36 +70,13 @@ func (h *handler) decode(c *gin.Context, dst any, optional bool) error {
 		}
 		return invalid("request body is empty; want a JSON object")
 	}
-	if err := checkShape(body); err != nil {
-		return err
+	if first := bytes.TrimLeft(body, " \t\r\n"); first[0] != '{' {
+		return invalid("request body must be a JSON object")
 	}
 	if err := json.Unmarshal(body, dst, decodeOptions); err != nil {
 		return decodeError(err, h.maxBody)
 	}
 	return nil
-}
-
-// checkShape refuses a body that is not one JSON object, or nests deeper
-// than maxJSONDepth, reading its tokens without keeping them.
-func checkShape(body []byte) error {
-	dec := jsontext.NewDecoder(bytes.NewReader(body))
-	first := true
-	for {
-		kind := dec.PeekKind()
-		if first && kind != '{' && kind != 0 {
-			return invalid("request body must be a JSON object")
-		}
-		first = false
-		if _, err := dec.ReadToken(); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return decodeError(err, 0)
-		}
-		if dec.StackDepth() > maxJSONDepth {
-			return invalid(fmt.Sprintf("request body nests deeper than %d levels", maxJSONDepth))
-		}
-	}
 }
 
 // decodeError says what is wrong with a body in words for the client.

@@ -82,6 +82,13 @@ func newNearEnv(t testing.TB, addr string, opts ...option) *env {
 	return build(t, redistest.Server{Addr: addr}.Topology(), false, near, opts...)
 }
 
+// newEnvStore builds the router over a Redis topology with the store's
+// settings changed by smod.
+func newEnvStore(t testing.TB, tp redistest.Topology, smod func(*store.Config), opts ...option) *env {
+	t.Helper()
+	return build(t, tp, true, smod, opts...)
+}
+
 // newEnvOn builds the router over a Redis topology (single, Cluster or
 // Sentinel).
 func newEnvOn(t testing.TB, tp redistest.Topology, opts ...option) *env {

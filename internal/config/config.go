@@ -52,6 +52,11 @@ type Config struct {
 	// reads GOGC itself; the service only changes the default (see
 	// DefaultGCPercent).
 	GCPercent GCPercent `env:"GOGC" envDefault:"200"`
+	// MemoryLimit is the garbage collector's soft limit, GOMEMLIMIT, which
+	// the Go runtime reads itself: the service only checks it at start and
+	// logs it. A deployment with a memory limit sets it below that limit,
+	// so that the collector works harder before the pod is killed.
+	MemoryLimit MemoryLimit `env:"GOMEMLIMIT"`
 
 	// The OTLP exporters read their endpoints themselves; Load only needs
 	// to know whether one is set, to pick the exporter's default.
@@ -107,6 +112,27 @@ func (g *GCPercent) UnmarshalText(b []byte) error {
 		return errors.New("want a whole number from 1 to 1048576, or off")
 	}
 	*g = GCPercent(n)
+	return nil
+}
+
+// MemoryLimit is GOMEMLIMIT as the Go runtime reads it: a number of bytes
+// with an optional unit (B, KiB, MiB, GiB, TiB), or "off"; "" for none.
+type MemoryLimit string
+
+// UnmarshalText checks GOMEMLIMIT as the runtime would accept it.
+func (m *MemoryLimit) UnmarshalText(b []byte) error {
+	s := string(b)
+	if s == "off" {
+		*m = MemoryLimit(s)
+		return nil
+	}
+	num := strings.TrimRight(s, "BKMGTi")
+	unit := s[len(num):]
+	n, err := strconv.ParseUint(num, 10, 63)
+	if err != nil || n == 0 || !slices.Contains([]string{"", "B", "KiB", "MiB", "GiB", "TiB"}, unit) {
+		return errors.New("want a number of bytes with an optional unit (B, KiB, MiB, GiB, TiB), such as 200MiB, or off")
+	}
+	*m = MemoryLimit(s)
 	return nil
 }
 
@@ -418,7 +444,7 @@ func parseReason(s variable, pe env.ParseError) string {
 		return "want a positive Go duration such as 500ms or 10s"
 	case pe.Type == reflect.TypeFor[zapcore.Level]():
 		return "want debug, info, warn or error"
-	case pe.Type == reflect.TypeFor[GCPercent]():
+	case pe.Type == reflect.TypeFor[GCPercent](), pe.Type == reflect.TypeFor[MemoryLimit]():
 		return pe.Err.Error()
 	case pe.Type.Kind() == reflect.Bool:
 		return "want true or false"

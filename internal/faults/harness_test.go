@@ -5,6 +5,7 @@ package faults
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -86,6 +87,24 @@ func (s *service) metric(name string) float64 {
 	}
 	s.t.Fatalf("no %s in /metrics", name)
 	return 0
+}
+
+// logLine returns the service's log line for the request whose error body
+// is body (by its request id), to say why it failed.
+func (s *service) logLine(body string) string {
+	var e struct {
+		RequestID string `json:"request_id"`
+	}
+	if json.Unmarshal([]byte(body), &e) != nil || e.RequestID == "" {
+		return ""
+	}
+	b, _ := os.ReadFile(s.proc.Log)
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, `"request_id":"`+e.RequestID+`"`) {
+			return l
+		}
+	}
+	return ""
 }
 
 func (s *service) signal(sig syscall.Signal) {

@@ -131,6 +131,12 @@ func StartClusterReplicas(dir string, nodeTimeout time.Duration, replicas int) (
 				"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 				"--cluster-node-timeout", strconv.Itoa(int(nodeTimeout.Milliseconds())),
 				"--appendonly", "no",
+				// The production setting for availability: while a shard
+				// has no primary (between a primary's failure and its
+				// replica's promotion), the other shards keep serving
+				// their slots; with the default, yes, every node answers
+				// CLUSTERDOWN for every key meanwhile.
+				"--cluster-require-full-coverage", "no",
 				// Redis waits 5 s by default before a diskless full sync, to
 				// gather replicas; a replica that never synced refuses to
 				// take over.

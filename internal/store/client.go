@@ -50,11 +50,13 @@ type Config struct {
 
 	// MaxHashFields and MaxListLength bound how many fields a hash, and
 	// how many values a list, may grow to through the API: a write that
-	// would take one past its bound is refused and changes nothing. They
-	// bound the work of the calls that must walk a whole structure (LREM,
-	// and deleting it), so that no request blocks Redis for long.
+	// would take one past its bound is refused and changes nothing. The
+	// list's bound is what keeps LREM, which walks the whole list, short:
+	// about 0.2 µs a value here, so 10,000 values block Redis about 2 ms
+	// (100,000 blocked it 23 ms). No call walks a whole hash (reads page
+	// with HSCAN, deletes UNLINK), so its bound is a bound on size.
 	MaxHashFields int `env:"MAX_HASH_FIELDS" envDefault:"100000" valid:"1..4294967295"`
-	MaxListLength int `env:"MAX_LIST_LENGTH" envDefault:"100000" valid:"1..4294967295"`
+	MaxListLength int `env:"MAX_LIST_LENGTH" envDefault:"10000" valid:"1..4294967295"`
 	// IdempotencyTTL is how long the answer of a write sent with an
 	// Idempotency-Key is kept, beside its key, for retries to be given.
 	IdempotencyTTL time.Duration `env:"IDEMPOTENCY_TTL" envDefault:"1h" valid:"positive"`

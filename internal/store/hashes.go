@@ -58,9 +58,9 @@ type HashPage struct {
 // most ARGV[2] fields, and it stops once the fields' names and values add
 // up to ARGV[3] bytes. HSCAN cannot stop inside one of its own steps, so
 // each step asks for as many fields as the budget left would hold at the
-// average size seen so far (at least one), and a page may end one step
-// past its budget; a hash small enough for Redis's compact encoding comes
-// whole in one step. The reply is {0, next cursor, PTTL, field, value, ...},
+// average size seen so far (the first step asks for one, to learn it), and
+// a page may end one step past its budget; a hash small enough for Redis's
+// compact encoding comes whole in one step. The reply is {0, next cursor, PTTL, field, value, ...},
 // or -2 for a missing key and -3 for another type.
 var hscanScript = redis.NewScript(`
 local t = redis.call('TYPE', KEYS[1])['ok']
@@ -69,8 +69,8 @@ if t ~= 'hash' then return {-3} end
 local cursor, limit, budget = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local out, n, bytes = {0, '0', redis.call('PTTL', KEYS[1])}, 0, 0
 repeat
-  local want = limit - n
-  if n > 0 then want = math.min(want, math.floor((budget - bytes) * n / bytes)) end
+  local want = 1
+  if n > 0 then want = math.min(limit - n, math.floor((budget - bytes) * n / bytes)) end
   local page = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', math.max(want, 1))
   cursor = page[1]
   for i = 1, #page[2] do

@@ -155,9 +155,11 @@ func (s *Store) Trim(ctx context.Context, key string, start, stop int64) (int64,
 
 // rangeScript reads a page of a list from offset ARGV[1]: at most ARGV[2]
 // values, and it stops before a value that would take the page past ARGV[3]
-// bytes (one always comes). It reads in steps of a few values, so that
-// Redis holds no more than the page and one step. The reply is {0, length,
-// PTTL, value, ...}, or -2 for a missing key and -3 for another type.
+// bytes (one always comes). It reads in steps: the first of one value,
+// each next of as many as the budget left would hold at the average size
+// seen so far (at most 64), so that Redis copies little more than the
+// page. The reply is {0, length, PTTL, value, ...}, or -2 for a missing
+// key and -3 for another type.
 var rangeScript = redis.NewScript(`
 local t = redis.call('TYPE', KEYS[1])['ok']
 if t == 'none' then return {-2} end
@@ -166,7 +168,9 @@ local from, limit, budget = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[
 local len = redis.call('LLEN', KEYS[1])
 local out, bytes, at = {0, len, redis.call('PTTL', KEYS[1])}, 0, from
 while at < len and at - from < limit do
-  local step = redis.call('LRANGE', KEYS[1], at, at + math.min(16, limit - (at - from)) - 1)
+  local n, want = at - from, 1
+  if n > 0 then want = math.max(1, math.min(64, limit - n, math.floor((budget - bytes) * n / math.max(bytes, 1)))) end
+  local step = redis.call('LRANGE', KEYS[1], at, at + want - 1)
   for _, v in ipairs(step) do
     if at > from and bytes + #v > budget then return out end
     out[#out + 1] = v
