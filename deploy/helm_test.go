@@ -42,6 +42,7 @@ var helmCases = []struct {
 	{name: "single", file: "values-single.yaml", topology: "single"},
 	{name: "cluster", file: "values-cluster.yaml", topology: "cluster"},
 	{name: "sentinel", file: "values-sentinel.yaml", topology: "sentinel"},
+	{name: "another port", topology: "single", set: map[string]any{"config": map[string]any{"HTTP_ADDR": ":8080"}}},
 	{name: "everything", file: "values-cluster.yaml", topology: "cluster", set: map[string]any{
 		"ingress":        map[string]any{"enabled": true, "className": "nginx"},
 		"autoscaling":    map[string]any{"enabled": true},
@@ -166,8 +167,12 @@ func checkRelease(t *testing.T, svc service, r release, topology string) {
 	c := pod.Spec.Containers[0]
 
 	// The port and the probes.
-	if len(c.Ports) != 1 || fmt.Sprint(c.Ports[0].ContainerPort) != svc.port || c.Ports[0].Name != "http" {
-		t.Errorf("container ports %+v, want http on HTTP_ADDR's default port %s", c.Ports, svc.port)
+	port := svc.port
+	if addr := r.configMap.Data["HTTP_ADDR"]; addr != "" {
+		port = addr[strings.LastIndex(addr, ":")+1:]
+	}
+	if len(c.Ports) != 1 || fmt.Sprint(c.Ports[0].ContainerPort) != port || c.Ports[0].Name != "http" {
+		t.Errorf("container ports %+v, want http on HTTP_ADDR's port %s", c.Ports, port)
 	}
 	probe := func(what string, p *corev1.Probe, path string) {
 		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != path || p.HTTPGet.Port.String() != "http" {

@@ -46,6 +46,7 @@ type Metrics struct {
 	nearEviction   prometheus.Counter
 	nearInvalid    prometheus.Counter
 	nearTracking   prometheus.Gauge
+	nearEnabled    prometheus.Gauge
 
 	httpExemplars  *exemplarGate
 	redisExemplars *exemplarGate
@@ -117,10 +118,14 @@ func NewMetrics(version string, readOps []string) *Metrics {
 	m.nearEviction, m.nearInvalid = m.nearCache.WithLabelValues("eviction"), m.nearCache.WithLabelValues("invalidation")
 	m.nearTracking = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "dubebox_near_cache_tracking",
-		Help: "1 while Redis tracks the keys for the near cache (it serves from memory only then), else 0; 0 too while the near cache is off.",
+		Help: "1 while Redis tracks the keys for the near cache (it serves from memory only then), else 0; 0 too while the near cache is off (see dubebox_near_cache_enabled).",
+	})
+	m.nearEnabled = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "dubebox_near_cache_enabled",
+		Help: "1 when the near cache is on (NEAR_CACHE_SIZE above 0, one Redis server), else 0.",
 	})
 	reg.MustRegister(
-		m.nearCache, m.nearTracking,
+		m.nearCache, m.nearTracking, m.nearEnabled,
 		m.httpRequests, m.httpDuration, m.httpInFlight, m.rateLimited, m.cacheLookups,
 		m.redisCommands, m.redisDuration, m.redisFailovers, m.redirections, buildInfo,
 		collectors.NewGoCollector(),
@@ -176,6 +181,9 @@ func (m *Metrics) RequestStarted() { m.httpInFlight.Inc() }
 
 // RequestEnded is told that a request RequestStarted counted was answered.
 func (m *Metrics) RequestEnded() { m.httpInFlight.Dec() }
+
+// NearEnabled says that the near cache is on.
+func (m *Metrics) NearEnabled() { m.nearEnabled.Set(1) }
 
 // NearTracking says whether Redis tracks the keys for the near cache.
 func (m *Metrics) NearTracking(up bool) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -201,4 +202,39 @@ func TestConfigErrors(t *testing.T) {
 	if !config.IsConfigError(err) {
 		t.Errorf("an unknown argument: got %v, want a usage error", err)
 	}
+}
+
+// TestConnectionLimit holds MAX_CONNECTIONS connections open without a
+// request, as slow clients do: the next client waits (its connection is
+// not taken up) until one of them closes, then is served; the server
+// never holds more than MAX_CONNECTIONS connections' headers in memory.
+func TestConnectionLimit(t *testing.T) {
+	t.Parallel()
+	base, _, _ := start(t, map[string]string{"MAX_CONNECTIONS": "2"})
+	addr := strings.TrimPrefix(base, "http://")
+	var held []net.Conn
+	for range 2 {
+		var d net.Dialer
+		c, err := d.DialContext(t.Context(), "tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Half a request line, so that the server is waiting on it.
+		if _, err := c.Write([]byte("GET /healthz HT")); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	time.Sleep(100 * time.Millisecond)
+	quick := &http.Client{Timeout: 300 * time.Millisecond}
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/healthz", nil)
+	if resp, err := quick.Do(req); err == nil {
+		_ = resp.Body.Close()
+		t.Fatalf("a third connection was served (%d) while MAX_CONNECTIONS=2 were held", resp.StatusCode)
+	}
+	_ = held[0].Close()
+	if code, body := get(t, base+"/healthz"); code != 200 {
+		t.Fatalf("after one held connection closed: %d %s", code, body)
+	}
+	_ = held[1].Close()
 }

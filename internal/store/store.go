@@ -64,6 +64,9 @@ type Telemetry interface {
 	// Redirected is told of a Cluster's MOVED or ASK ("moved", "ask")
 	// that the store followed itself (go-redis reports its own).
 	Redirected(kind string)
+	// NearEnabled is told, once, that the near cache is on: its tracking
+	// (NearTracking) is then worth watching.
+	NearEnabled()
 }
 
 // Nop is a Telemetry that reports nothing.
@@ -92,6 +95,9 @@ func (Nop) PrimaryChanged() {}
 
 // Redirected implements Telemetry.
 func (Nop) Redirected(string) {}
+
+// NearEnabled implements Telemetry.
+func (Nop) NearEnabled() {}
 
 // Store is the Redis-backed key-value store. It is safe for concurrent use.
 type Store struct {
@@ -148,6 +154,7 @@ func (s *Store) openNear(ctx context.Context) {
 		return
 	}
 	s.near = n
+	s.tel.NearEnabled()
 	go n.track(ctx, c.Options(), s.prefix, s.log.Named("near_cache"))
 	s.log.Info("near cache on", zap.Int("entries", ncfg.NearSize), zap.Int("bytes", ncfg.NearMaxBytes),
 		zap.Duration("max_staleness", ncfg.NearTTL))

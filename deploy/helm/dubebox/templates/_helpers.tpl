@@ -26,6 +26,13 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
+{{/* The container's port: HTTP_ADDR's, or the service's default 5000. The
+     probes and the Service name the port, so they follow it. */}}
+{{- define "dubebox.port" -}}
+{{- $addr := toString (default ":5000" .Values.config.HTTP_ADDR) }}
+{{- splitList ":" $addr | last | int }}
+{{- end }}
+
 {{/* The settings the ConfigMap holds: the non-empty ones of .Values.config. */}}
 {{- define "dubebox.config" -}}
 {{- range $name, $value := .Values.config }}
