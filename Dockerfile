@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 
 # Build stage: the official Go image, pinned to the Go the project uses.
-FROM golang:1.26.8 AS build
+FROM golang:1.26.11 AS build
 WORKDIR /src
 # Modules first, so that a change to the source reuses this layer.
 COPY go.mod go.sum ./

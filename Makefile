@@ -1,6 +1,13 @@
 # DubeBox: the targets a newcomer guesses. `make help` lists them.
 SHELL := bash
 GO ?= go
+# go.mod asks for Go 1.26.11, which fixes the standard library's known
+# vulnerabilities; where an older Go 1.26 is installed, the go command
+# fetches that toolchain from the module proxy (Go's default, which some
+# installations turn off).
+export GOTOOLCHAIN ?= auto
+# Compose v2 (docker compose) where it is installed, else Compose 1.29.
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo 'docker compose' || echo docker-compose)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 GOLANGCI_LINT_VERSION := v2.15.0
@@ -60,6 +67,9 @@ fuzz: ## run each fuzz target for FUZZTIME (default 10s); crashers land in testd
 	$(GO) test -run '^$$' -fuzz '^FuzzKeyFieldTTL$$' -fuzztime $(FUZZTIME) ./internal/api
 	$(GO) test -run '^$$' -fuzz '^FuzzRouter$$' -fuzztime $(FUZZTIME) ./internal/api
 
+vulncheck: ## govulncheck on both modules, the Go vulnerability database fetched through the module proxy (fails on a vulnerability the code reaches)
+	GO=$(GO) .ci/vulncheck
+
 lint: tools ## gofmt, go vet and golangci-lint (config in .golangci.yml)
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo 'gofmt: run gofmt -w on the files above'; exit 1; }
 	$(GO) vet ./...
@@ -70,11 +80,13 @@ tools: ## install golangci-lint when missing
 	@$(GOLANGCI_LINT) version 2>/dev/null | grep -q '$(patsubst v%,%,$(GOLANGCI_LINT_VERSION))' || \
 		$(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
-up: ## the whole stack in Docker (needs a Docker engine)
-	docker compose up --build
+up: ## the whole stack in Docker (needs a Docker engine); writes .env with a generated API_TOKEN and REDIS_PASSWORD the first time
+	@test -f .env || { umask 077; printf 'API_TOKEN=%s\nREDIS_PASSWORD=%s\n' "$$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" "$$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')" > .env; \
+		echo 'wrote .env: your API_TOKEN is in it (set -a; . ./.env; set +a; curl -H "Authorization: Bearer $$API_TOKEN" ...)'; }
+	$(COMPOSE) up --build
 
 down: ## stop the stack
-	docker compose down
+	$(COMPOSE) down
 
 clean: ## remove built binaries
 	rm -f dubebox loadgen
