@@ -11,6 +11,7 @@ import (
 
 	"github.com/maypok86/otter/v2"
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 	"go.uber.org/zap"
 )
 
@@ -190,10 +191,16 @@ func (n *near) track(ctx context.Context, opts *redis.Options, prefix string, lo
 		subID.Store(id)
 		return err
 	}
+	// The options share their maintenance-notification settings with the
+	// caller's client, whose connections may rewrite them as they
+	// connect: each tracking client gets its own, off (a tracking
+	// connection follows no maintenance).
+	subOpts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	sub := redis.NewClient(&subOpts)
 	defer func() { _ = sub.Close() }()
 	ctlOpts := *opts
 	ctlOpts.PoolSize, ctlOpts.MinIdleConns = 1, 0
+	ctlOpts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	ctl := redis.NewClient(&ctlOpts)
 	defer func() { _ = ctl.Close() }()
 
