@@ -49,6 +49,11 @@ type TracingConfig struct {
 	// Empty, the SDK decides.
 	Sampler    string  `env:"OTEL_TRACES_SAMPLER" envDefault:"parentbased_traceidratio" valid:"oneof=always_on|always_off|traceidratio|parentbased_always_on|parentbased_always_off|parentbased_traceidratio"`
 	SamplerArg float64 `env:"OTEL_TRACES_SAMPLER_ARG" envDefault:"0.1" valid:"0..1"`
+	// AttributeLimit is the standard OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT with
+	// a default of the service's own: a span attribute (a URL path a client
+	// chose, say) is cut to this many bytes. The SDK's default is no
+	// limit.
+	AttributeLimit int `env:"OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT" envDefault:"1024" valid:"1..1048576"`
 }
 
 // sampler is the SDK sampler that Sampler and SamplerArg name, or nil to
@@ -85,7 +90,9 @@ func NewTracerProvider(ctx context.Context, cfg TracingConfig) (*sdktrace.Tracer
 	if err != nil {
 		return nil, fmt.Errorf("tracing resource: %w", err)
 	}
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	limits := sdktrace.NewSpanLimits()
+	limits.AttributeValueLengthLimit = cfg.AttributeLimit
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithRawSpanLimits(limits)}
 	if s := cfg.sampler(); s != nil {
 		opts = append(opts, sdktrace.WithSampler(s))
 	}

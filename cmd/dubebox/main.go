@@ -66,6 +66,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	log, flushLog := observability.NewLogger(stdout, cfg.Log.Level, cfg.Log.Format)
 	defer flushLog()
 	log.Info("starting dubebox", zap.String("version", version), zap.Any("config", cfg.Fields()))
+	if cfg.API.APIToken == "" {
+		msg := "API_TOKEN is not set: listening on loopback only, and answering only requests to localhost; anyone on this machine can read and write"
+		if cfg.API.AllowNoAuth {
+			msg = "API_TOKEN is not set and ALLOW_NO_AUTH=true: anyone who reaches HTTP_ADDR can read and write"
+		}
+		log.Warn(msg, zap.String("addr", cfg.HTTP.ListenAddr))
+	}
 
 	tcfg := cfg.Tracing
 	tcfg.Version, tcfg.Console = version, stdout
@@ -109,16 +116,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		log.Warn(msg, zap.String("redis_addr", cfg.Store.Addr), zap.Error(err))
 	}
-	if err := metrics.Readiness(st.Ping); err != nil {
+	if err := metrics.Readiness(st.Ready); err != nil {
 		return err
 	}
 
 	acfg := cfg.API
 	acfg.Version, acfg.ServiceName = version, cfg.Tracing.ServiceName
+	acfg.MetricsElsewhere = cfg.HTTP.MetricsAddr != ""
 	handler := api.New(acfg, api.Deps{Store: st, Log: log, Metrics: metrics, TracerProvider: tp})
 
 	if cfg.HTTP.PprofAddr != "" {
-		go servePprof(ctx, cfg.HTTP.PprofAddr, log)
+		go serveAside(ctx, "pprof", cfg.HTTP.PprofAddr, pprofMux(), log)
+	}
+	if cfg.HTTP.MetricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics.Handler())
+		go serveAside(ctx, "metrics", cfg.HTTP.MetricsAddr, mux, log)
 	}
 	return serve(ctx, cfg.HTTP, acfg.HeaderCap(), handler, log, ready)
 }
@@ -173,21 +186,28 @@ func serve(ctx context.Context, cfg config.HTTP, headerCap int, handler http.Han
 	return nil
 }
 
-func servePprof(ctx context.Context, addr string, log *zap.Logger) {
+// pprofMux serves net/http/pprof.
+func pprofMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return mux
+}
+
+// serveAside serves handler on an address of its own (profiling, metrics)
+// until ctx ends. A failure to listen is logged, not fatal: the API goes on.
+func serveAside(ctx context.Context, what, addr string, handler http.Handler, log *zap.Logger) {
+	srv := &http.Server{Addr: addr, Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		_ = srv.Close()
 	}()
-	log.Info("pprof listening", zap.String("addr", addr))
+	log.Info(what+" listening", zap.String("addr", addr))
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Error("pprof server", zap.Error(err))
+		log.Error(what+" server", zap.Error(err))
 	}
 }
 

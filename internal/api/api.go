@@ -9,6 +9,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net/http"
 	"strings"
@@ -25,7 +26,8 @@ import (
 // Store is everything the HTTP layer needs from the store: the union of
 // what each resource's routes use.
 type Store interface {
-	Ping(ctx context.Context) error
+	// Ready says whether Redis can serve every key: a recent check, reused.
+	Ready(ctx context.Context) error
 	stringStore
 	hashStore
 	listStore
@@ -59,11 +61,26 @@ type Config struct {
 	// read, so that memory is bounded by MaxInflight times what one
 	// request may hold (its body and its answer).
 	MaxInflight int `env:"MAX_INFLIGHT_REQUESTS" envDefault:"32" valid:"1..1048576"`
-	// APIToken, when set, is required as a bearer token on every data route.
+	// APIToken, when set, is required as a bearer token on every data
+	// route: one token, or two separated by a comma while rotating (the new
+	// and the old), each at least MinTokenBytes long.
 	APIToken string `env:"API_TOKEN" secret:"true"`
-	// APIReadToken, when set (with APIToken), is a bearer token that may
-	// only read: GET on the data routes, and the batch read.
+	// APIReadToken, when set (with APIToken), is a bearer token (or two)
+	// that may only read: GET on the data routes, and the batch read.
 	APIReadToken string `env:"API_READ_TOKEN" secret:"true"`
+	// AllowNoAuth lets the service run without API_TOKEN on an address
+	// other than loopback, and answer any Host: an explicit choice.
+	AllowNoAuth bool `env:"ALLOW_NO_AUTH"`
+	// TrustedProxies are the addresses (CIDRs or IPs) of the load
+	// balancers or proxies in front: from them, and only from them, the
+	// client's address is taken from X-Forwarded-For (for the failed-auth
+	// budget, the rate limit and the log), and a trace context
+	// (traceparent) is followed. Empty: nothing a client sends is taken on
+	// faith.
+	TrustedProxies []string `env:"TRUSTED_PROXIES"`
+	// MetricsElsewhere says that /metrics is served on METRICS_ADDR, not
+	// on the API's listener; run sets it.
+	MetricsElsewhere bool
 	// RateLimitRPS, when positive, limits each client address to this many
 	// requests per second on the data routes, with bursts of RateLimitBurst.
 	RateLimitRPS float64 `env:"RATE_LIMIT_RPS" envDefault:"0" valid:"0.."`
@@ -101,8 +118,21 @@ func (c Config) Validate() error {
 		return &setting.Error{Var: "RATE_LIMIT_BURST", Value: "0", Reason: "must be at least 1 while RATE_LIMIT_RPS is set"}
 	case c.APIReadToken != "" && c.APIToken == "":
 		return &setting.Error{Var: "API_READ_TOKEN", Reason: "needs API_TOKEN too: with only a read token nobody could write"}
-	case c.APIReadToken != "" && c.APIReadToken == c.APIToken:
-		return &setting.Error{Var: "API_READ_TOKEN", Reason: "must differ from API_TOKEN"}
+	}
+	if reason := checkPrefixes(c.TrustedProxies); reason != "" {
+		return &setting.Error{Var: "TRUSTED_PROXIES", Value: strings.Join(c.TrustedProxies, ","), Reason: reason}
+	}
+	for _, v := range []struct{ name, value string }{{"API_TOKEN", c.APIToken}, {"API_READ_TOKEN", c.APIReadToken}} {
+		if reason := checkTokens(v.value); reason != "" {
+			return &setting.Error{Var: v.name, Reason: reason}
+		}
+	}
+	for _, full := range tokens(c.APIToken) {
+		for _, read := range tokens(c.APIReadToken) {
+			if full == read {
+				return &setting.Error{Var: "API_READ_TOKEN", Reason: "must differ from API_TOKEN"}
+			}
+		}
 	}
 	return nil
 }
@@ -126,10 +156,13 @@ type handler struct {
 }
 
 // New returns the HTTP handler. Its middleware, in this order: request id,
-// tracing (otelgin), the access log (one line per request, failures and
-// panics included), panic recovery, metrics, the header limit; then, on the data routes, auth (with its own
-// limit on failures), the rate limit, the bound on requests in flight and
-// the refusal of conditions a route does not take.
+// the trace context of untrusted clients dropped, tracing (otelgin), the
+// access log (one line per request, failures and panics included), panic
+// recovery, metrics, the limits on the URL and the headers; then, on the
+// data routes, the data answers' headers, the browser guard (cross-origin
+// writes, the Host of a token-less instance), auth (with its own limit on
+// failures), the rate limit, the bound on requests in flight and the
+// refusal of conditions a route does not take.
 func New(cfg Config, deps Deps) http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	h := &handler{
@@ -156,12 +189,14 @@ func New(cfg Config, deps Deps) http.Handler {
 	r.RedirectTrailingSlash = false
 	r.RedirectFixedPath = false
 	r.HandleMethodNotAllowed = true
-	// Client addresses come from the connection, never from headers a client
-	// can forge; put a proxy in front and this is the proxy's address.
-	_ = r.SetTrustedProxies(nil)
+	// Client addresses come from the connection, and from X-Forwarded-For
+	// only when the connection comes from a trusted proxy. The addresses
+	// were checked by Validate.
+	_ = r.SetTrustedProxies(cfg.TrustedProxies)
 
 	r.Use(
 		assignRequestID,
+		untrustedTrace(prefixes(cfg.TrustedProxies)),
 		otelgin.Middleware(cfg.ServiceName,
 			otelgin.WithTracerProvider(deps.TracerProvider),
 			otelgin.WithPropagators(observability.Propagator()),
@@ -186,12 +221,14 @@ func New(cfg Config, deps Deps) http.Handler {
 	r.GET("/", h.home)
 	r.GET("/healthz", h.healthz)
 	r.GET("/readyz", h.handle(h.readyz))
-	r.GET("/metrics", gin.WrapH(deps.Metrics.Handler()))
+	if !cfg.MetricsElsewhere {
+		r.GET("/metrics", gin.WrapH(deps.Metrics.Handler()))
+	}
 	r.GET("/openapi.json", func(c *gin.Context) { c.Data(http.StatusOK, "application/json", doc) })
 	r.GET("/docs", h.handle(h.docsAsset))
 	r.GET("/docs/:asset", h.handle(h.docsAsset))
 
-	data := r.Group("/", h.auth(newClientLimiter(authFailureRPS, authFailureBurst)))
+	data := r.Group("/", dataHeaders, h.browserGuard(), h.auth(newClientLimiter(authFailureRPS, authFailureBurst)))
 	if cfg.RateLimitRPS > 0 {
 		data.Use(h.rateLimit(newClientLimiter(cfg.RateLimitRPS, max(cfg.RateLimitBurst, 1))))
 	}
@@ -258,12 +295,14 @@ func (h *handler) healthz(c *gin.Context) {
 	h.reply(c, http.StatusOK, statusResponse{Status: "ok"})
 }
 
-// readyz answers 200 only while Redis answers PING, so that a load balancer
-// sends no traffic to an instance that can only answer 503. The cause goes
-// in the one line that respond writes for a failed request.
+// readyz answers 200 only while Redis answers (a check at most a second
+// old), so that a load balancer sends no traffic to an instance that can
+// only answer 503. The probe is open to anyone, so its answer says only
+// that the instance is not ready; why (unreachable, wrong credentials) is
+// in the request's log line.
 func (h *handler) readyz(c *gin.Context) error {
-	if err := h.store.Ping(c.Request.Context()); err != nil {
-		return &Error{Code: CodeUnavailable, Message: "not ready: " + reason(err), Cause: err}
+	if err := h.store.Ready(c.Request.Context()); err != nil {
+		return &Error{Code: CodeUnavailable, Message: "not ready: the store does not answer", Cause: fmt.Errorf("%s: %w", reason(err), err)}
 	}
 	h.reply(c, http.StatusOK, statusResponse{Status: "ready"})
 	return nil

@@ -111,6 +111,9 @@ func TestRoutes(t *testing.T) {
 			req: req{"GET", "/v1/keys?type=hash&limit=1000", ""}, status: 200, want: `{"keys":["b"]}`},
 		{name: "keys listing globs are literal", setup: []req{{"PUT", "/v1/kv/ab", `{"value":"v"}`}},
 			req: req{"GET", "/v1/keys?prefix=a*&limit=1000", ""}, status: 200, want: `{"keys":[]}`},
+		// A cursor past the last shard (the Cluster shrank while a client
+		// listed) ends the listing with an empty array, never null.
+		{name: "keys listing cursor past the end", req: req{"GET", "/v1/keys?cursor=OS4w", ""}, status: 200, want: `{"keys":[]}`},
 		{name: "keys listing bad type", req: req{"GET", "/v1/keys?type=blob", ""}, status: 400, wantCode: "invalid_argument"},
 		{name: "keys listing bad cursor", req: req{"GET", "/v1/keys?cursor=nonsense!", ""}, status: 400, wantCode: "invalid_argument"},
 		{name: "keys listing bad limit", req: req{"GET", "/v1/keys?limit=0", ""}, status: 400, wantCode: "invalid_argument"},

@@ -32,29 +32,17 @@ func TestDocsFiles(t *testing.T) {
 		if w.Code != tc.status || w.Header().Get("Content-Type") != tc.ctype {
 			t.Errorf("GET %s: %d %s, want %d %s", tc.path, w.Code, w.Header().Get("Content-Type"), tc.status, tc.ctype)
 		}
-		if w.Code == 200 && !strings.Contains(w.Header().Get("Content-Security-Policy"), "default-src 'self'") {
-			t.Errorf("GET %s: no Content-Security-Policy keeping the page to its own origin", tc.path)
+		csp := w.Header().Get("Content-Security-Policy")
+		if w.Code == 200 && (!strings.Contains(csp, "default-src 'self'") || !strings.Contains(csp, "base-uri 'none'") || !strings.Contains(csp, "form-action 'none'")) {
+			t.Errorf("GET %s: Content-Security-Policy %q does not keep the page to its own origin, its base and its forms", tc.path, csp)
 		}
 	}
 }
 
-// TestDocsPage opens /docs in headless Chromium, as a user would: the page
-// loads the document from the service, and "Try it out" on GET
-// /v1/kv/{key} sends a real request from the page and shows the value that
-// is in Redis.
-func TestDocsPage(t *testing.T) {
-	t.Parallel()
-	browser, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatal("chromium not found: install Debian's chromium (apt-get install -y chromium), as .ci/run does")
-	}
-	e := newEnv(t, "")
-	if w := e.do(t, "PUT", "/v1/kv/greeting", `{"value":"hello from redis"}`); w.Code != 200 {
-		t.Fatalf("seeding: %d %s", w.Code, w.Body)
-	}
-	srv := httptest.NewServer(e.h)
-	t.Cleanup(srv.Close)
-
+// headlessChromium starts Debian's Chromium, headless, with a profile of
+// its own and whatever flags the test adds, for 30 s at most.
+func headlessChromium(t *testing.T, browser string, flags ...chromedp.ExecAllocatorOption) context.Context {
+	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(browser),
 		chromedp.NoSandbox,
@@ -63,16 +51,44 @@ func TestDocsPage(t *testing.T) {
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("disable-component-update", true),
 	)
-	actx, cancel := chromedp.NewExecAllocator(t.Context(), opts...)
+	actx, cancel := chromedp.NewExecAllocator(t.Context(), append(opts, flags...)...)
 	t.Cleanup(cancel)
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(cancel)
 	ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
 	t.Cleanup(cancel)
+	return ctx
+}
+
+// needChromium finds Chromium, or fails saying how to get it.
+func needChromium(t *testing.T) string {
+	t.Helper()
+	browser, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("chromium not found: install Debian's chromium (apt-get install -y chromium), as .ci/run does")
+	}
+	return browser
+}
+
+// TestDocsPage opens /docs in headless Chromium, as a user would: the page
+// loads the document from the service, and "Try it out" on GET
+// /v1/kv/{key} sends a real request from the page and shows the value that
+// is in Redis.
+func TestDocsPage(t *testing.T) {
+	t.Parallel()
+	browser := needChromium(t)
+	e := newEnv(t, "")
+	if w := e.do(t, "PUT", "/v1/kv/greeting", `{"value":"hello from redis"}`); w.Code != 200 {
+		t.Fatalf("seeding: %d %s", w.Code, w.Body)
+	}
+	srv := httptest.NewServer(e.h)
+	t.Cleanup(srv.Close)
+
+	ctx := headlessChromium(t, browser)
 
 	const op = "#operations-strings-getString"
 	css := func(sel string) chromedp.CSS { return chromedp.CSS(op + " " + sel) }
-	err = chromedp.Do(ctx,
+	err := chromedp.Do(ctx,
 		chromedp.Navigate(srv.URL+"/docs"),
 		chromedp.WaitVisible(chromedp.CSS(op)),
 		chromedp.Click(css(".opblock-summary-control")),

@@ -18,6 +18,7 @@ const (
 	CodeForbidden            = "forbidden"
 	CodeRateLimited          = "rate_limited"
 	CodeHeadersTooLarge      = "headers_too_large"
+	CodeURITooLong           = "uri_too_long"
 	CodeNotFound             = "not_found"
 	CodeMethodNotAllowed     = "method_not_allowed"
 	CodeWrongType            = "wrong_type"
@@ -47,6 +48,7 @@ var statusOf = map[string]int{
 	CodeForbidden:            http.StatusForbidden,
 	CodeRateLimited:          http.StatusTooManyRequests,
 	CodeHeadersTooLarge:      http.StatusRequestHeaderFieldsTooLarge,
+	CodeURITooLong:           http.StatusRequestURITooLong,
 	CodeNotFound:             http.StatusNotFound,
 	CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
 	CodeWrongType:            http.StatusConflict,

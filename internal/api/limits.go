@@ -12,12 +12,21 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// headerLimit refuses requests whose header names and values add up to more
-// than maxBytes, with the API's error shape. net/http's own limit is set to
-// Config.HeaderCap, a little above maxBytes, since its refusal is plain
-// text.
+// MaxURLBytes bounds a request's target (its path and query): past it,
+// 414 uri_too_long. The longest key a route takes (MAX_KEY_BYTES, at most
+// three bytes escaped per byte) fits in its default.
+const MaxURLBytes = 8 << 10
+
+// headerLimit refuses requests whose target is longer than MaxURLBytes, or
+// whose header names and values add up to more than maxBytes, with the
+// API's error shape. net/http's own limit is set to Config.HeaderCap, a
+// little above maxBytes, since its refusal is plain text.
 func (h *handler) headerLimit(maxBytes int) gin.HandlerFunc {
 	return func(c *gin.Context) {
+		if len(c.Request.RequestURI) > MaxURLBytes {
+			h.respond(c, &Error{Code: CodeURITooLong, Message: fmt.Sprintf("the request's path and query are longer than %d bytes", MaxURLBytes)})
+			return
+		}
 		n := 0
 		for k, vs := range c.Request.Header {
 			for _, v := range vs {

@@ -38,7 +38,7 @@ var swaggerUI embed.FS
 
 // docsPolicy lets the page load only what the binary serves: Swagger UI
 // styles itself inline and draws its icons as data: URLs.
-const docsPolicy = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
+const docsPolicy = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
 // docsAsset serves /docs (the page) and /docs/:asset (its files).
 func (h *handler) docsAsset(c *gin.Context) error {

@@ -35,11 +35,11 @@ func attrs(s sdktrace.ReadOnlySpan) map[attribute.Key]attribute.Value {
 }
 
 // TestSpans checks the server span, its Redis child span and their
-// attributes, that an incoming traceparent is continued, and that no value
-// reaches a span.
+// attributes, that an incoming traceparent is continued (the test client
+// stands for a trusted proxy), and that no value reaches a span.
 func TestSpans(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, "")
+	e := newEnv(t, "", func(c *apiConfig, _ *apiDeps) { c.TrustedProxies = []string{"192.0.2.7"} })
 	if w := e.do(t, "PUT", "/v1/kv/k", `{"value":"`+secret+`"}`); w.Code != 200 {
 		t.Fatal(w.Body.String())
 	}
@@ -282,6 +282,8 @@ func TestRedisTrouble(t *testing.T) {
 		if err := srv.Start(); err != nil {
 			t.Fatal(err)
 		}
+		// Readiness reuses its check for a second (TestReadinessIsShared).
+		time.Sleep(1100 * time.Millisecond)
 		if w := e.do(t, "GET", "/readyz", ""); w.Code != 200 {
 			t.Errorf("readyz after Redis came back: %d %s", w.Code, w.Body.String())
 		}

@@ -77,7 +77,13 @@ type HTTP struct {
 	WriteTimeout      time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"30s" valid:"positive"`
 	IdleTimeout       time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"120s" valid:"positive"`
 	ShutdownTimeout   time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s" valid:"positive"`
-	PprofAddr         string        `env:"PPROF_ADDR" valid:"addr,optional"`
+	// PprofAddr serves net/http/pprof, which has no authentication: on a
+	// loopback address only (reach it with kubectl port-forward or ssh).
+	PprofAddr string `env:"PPROF_ADDR" valid:"loopback,optional"`
+	// MetricsAddr, when set, serves /metrics on an address of its own
+	// instead of the API's, so that a public listener does not publish
+	// the service's internals (its Redis nodes' addresses among them).
+	MetricsAddr string `env:"METRICS_ADDR" valid:"addr,optional"`
 	// MaxConnections bounds the connections the server holds at once,
 	// before any of them has sent a header: past it, new connections wait
 	// in the kernel's queue until one closes. With the header cap it
@@ -168,7 +174,7 @@ func Load(getenv func(string) string) (Config, error) {
 			return Config{}, s.fail(reason)
 		}
 	}
-	if err := c.resolve(); err != nil {
+	if err := c.resolve(environ); err != nil {
 		return Config{}, err
 	}
 	return c, nil
@@ -186,8 +192,11 @@ func Default() Config {
 
 // resolve fills the settings that follow from others and checks the rules
 // that span several variables: each package's own (its config's Validate)
-// and those across packages.
-func (c *Config) resolve() error {
+// and those across packages. environ is the variables that were set.
+func (c *Config) resolve(environ map[string]string) error {
+	if err := c.onlyLoopbackWithoutToken(environ["HTTP_ADDR"] != ""); err != nil {
+		return err
+	}
 	if err := c.Store.Validate(); err != nil {
 		return err
 	}
@@ -217,6 +226,37 @@ func (c *Config) resolve() error {
 		return &Error{Var: "OTEL_TRACES_EXPORTER", Value: "otlp", Reason: "needs OTEL_EXPORTER_OTLP_ENDPOINT"}
 	}
 	return nil
+}
+
+// onlyLoopbackWithoutToken keeps an instance without API_TOKEN off the
+// network: it listens on loopback (its default :5000 becomes
+// 127.0.0.1:5000), and an address other than loopback that was asked for
+// explicitly is refused, unless ALLOW_NO_AUTH=true says the operator means
+// it.
+func (c *Config) onlyLoopbackWithoutToken(explicit bool) error {
+	if c.API.APIToken != "" || c.API.AllowNoAuth || LoopbackAddr(c.HTTP.ListenAddr) {
+		return nil
+	}
+	if explicit {
+		return &Error{Var: "HTTP_ADDR", Value: c.HTTP.ListenAddr,
+			Reason: "without API_TOKEN the service listens on loopback only: set API_TOKEN, listen on 127.0.0.1, or set ALLOW_NO_AUTH=true to serve every interface without authentication"}
+	}
+	_, port, _ := net.SplitHostPort(c.HTTP.ListenAddr)
+	c.HTTP.ListenAddr = net.JoinHostPort("127.0.0.1", port)
+	return nil
+}
+
+// LoopbackAddr reports whether a host:port listens on loopback only.
+func LoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // applyRedisURL takes the address, credentials, database and TLS from
@@ -364,6 +404,13 @@ func (s variable) check() string {
 		if _, port, err := net.SplitHostPort(v.String()); err != nil || !validPort(port) {
 			return "want host:port (the host may be empty, as in :5000)"
 		}
+	case rule == "loopback":
+		if optional && v.String() == "" {
+			return ""
+		}
+		if !LoopbackAddr(v.String()) {
+			return "want a loopback host:port, such as 127.0.0.1:6060: it has no authentication"
+		}
 	case rule == "addrs":
 		for i := range v.Len() {
 			if host, port, err := net.SplitHostPort(v.Index(i).String()); err != nil || host == "" || !validPort(port) {
@@ -400,6 +447,9 @@ func checkRange(v reflect.Value, rule string) string {
 	case reflect.Float64:
 		f, min := v.Float(), mustFloat(lo)
 		if math.IsNaN(f) || math.IsInf(f, 0) || f < min || (hi != "" && f > mustFloat(hi)) {
+			if hi != "" {
+				return "want a number from " + lo + " to " + hi
+			}
 			return "want a number of at least " + lo + ", 0 for off"
 		}
 	default:

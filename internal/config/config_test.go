@@ -27,7 +27,8 @@ func TestDefaults(t *testing.T) {
 		got  any
 		want any
 	}{
-		{"HTTP_ADDR", c.HTTP.ListenAddr, ":5000"},
+		// Without API_TOKEN, the default :5000 becomes loopback only.
+		{"HTTP_ADDR", c.HTTP.ListenAddr, "127.0.0.1:5000"},
 		{"REDIS_ADDR", c.Store.Addr, "localhost:6379"},
 		{"REDIS_TIMEOUT", c.Store.Timeout, 500 * time.Millisecond},
 		{"REDIS_POOL_TIMEOUT", c.Store.PoolTimeout, 500 * time.Millisecond},
@@ -100,7 +101,7 @@ func TestInvalid(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		{"bad http addr", map[string]string{"HTTP_ADDR": "5000"}, "HTTP_ADDR"},
+		{"bad http addr", map[string]string{"HTTP_ADDR": "5000", "API_TOKEN": "token-long-enough"}, "HTTP_ADDR"},
 		{"bad redis addr", map[string]string{"REDIS_ADDR": "nope"}, "REDIS_ADDR"},
 		{"bad port", map[string]string{"REDIS_PORT": "99999"}, "REDIS_PORT"},
 		{"bad db", map[string]string{"REDIS_DB": "-1"}, "REDIS_DB"},
@@ -127,8 +128,19 @@ func TestInvalid(t *testing.T) {
 		{"negative rate", map[string]string{"RATE_LIMIT_RPS": "-1"}, "RATE_LIMIT_RPS"},
 		{"bad burst", map[string]string{"RATE_LIMIT_RPS": "5", "RATE_LIMIT_BURST": "-1"}, "RATE_LIMIT_BURST"},
 		{"bad tls", map[string]string{"REDIS_TLS": "maybe"}, "REDIS_TLS"},
-		{"read token alone", map[string]string{"API_READ_TOKEN": "r"}, "API_READ_TOKEN"},
-		{"read token same as token", map[string]string{"API_TOKEN": "t", "API_READ_TOKEN": "t"}, "API_READ_TOKEN"},
+		{"read token alone", map[string]string{"API_READ_TOKEN": "read-token-long-enough"}, "API_READ_TOKEN"},
+		{"read token same as token", map[string]string{"API_TOKEN": "token-long-enough", "API_READ_TOKEN": "token-long-enough"}, "API_READ_TOKEN"},
+		{"read token same as the old token", map[string]string{"API_TOKEN": "new-token-long-enough,old-token-long-enough", "API_READ_TOKEN": "old-token-long-enough"}, "API_READ_TOKEN"},
+		{"short token", map[string]string{"API_TOKEN": "a"}, "API_TOKEN"},
+		{"three tokens", map[string]string{"API_TOKEN": "token-long-enough-1,token-long-enough-2,token-long-enough-3"}, "API_TOKEN"},
+		{"token with a space", map[string]string{"API_TOKEN": "token long enough really"}, "API_TOKEN"},
+		{"short read token", map[string]string{"API_TOKEN": "token-long-enough", "API_READ_TOKEN": "r"}, "API_READ_TOKEN"},
+		{"no token on every interface", map[string]string{"HTTP_ADDR": ":5000"}, "HTTP_ADDR"},
+		{"no token on an address", map[string]string{"HTTP_ADDR": "10.1.2.3:5000"}, "HTTP_ADDR"},
+		{"pprof on every interface", map[string]string{"PPROF_ADDR": ":6060"}, "PPROF_ADDR"},
+		{"bad trusted proxies", map[string]string{"TRUSTED_PROXIES": "10.0.0.0/8,nope"}, "TRUSTED_PROXIES"},
+		{"bad metrics addr", map[string]string{"METRICS_ADDR": "9100"}, "METRICS_ADDR"},
+		{"bad GOMEMLIMIT", map[string]string{"GOMEMLIMIT": "lots"}, "GOMEMLIMIT"},
 		{"tiny header limit", map[string]string{"MAX_HEADER_BYTES": "10"}, "MAX_HEADER_BYTES"},
 		{"bad read header timeout", map[string]string{"HTTP_READ_HEADER_TIMEOUT": "1"}, "HTTP_READ_HEADER_TIMEOUT"},
 		{"bad write timeout", map[string]string{"HTTP_WRITE_TIMEOUT": "-2s"}, "HTTP_WRITE_TIMEOUT"},
@@ -161,7 +173,7 @@ func TestInvalid(t *testing.T) {
 func TestFieldsMaskSecrets(t *testing.T) {
 	t.Parallel()
 	c, err := config.Load(env(map[string]string{
-		"REDIS_URL": "redis://user:hunter2@h:1/0", "API_TOKEN": "tok-secret", "API_READ_TOKEN": "tok-read-secret",
+		"REDIS_URL": "redis://user:hunter2@h:1/0", "API_TOKEN": "tok-secret-long-enough", "API_READ_TOKEN": "tok-read-secret-long-enough",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -313,6 +325,29 @@ func TestTopologies(t *testing.T) {
 		}
 		if tc.sentinelPW != "" && c.Fields()["REDIS_SENTINEL_PASSWORD"] != "********" {
 			t.Errorf("the sentinel password is not masked: %v", c.Fields()["REDIS_SENTINEL_PASSWORD"])
+		}
+	}
+}
+
+// TestListenWithoutToken checks where a token-less instance listens: on
+// loopback (its default becomes 127.0.0.1), on any address it is told with
+// a token or with ALLOW_NO_AUTH=true, and a rotation's two tokens pass.
+func TestListenWithoutToken(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{}, "127.0.0.1:5000"},
+		{map[string]string{"HTTP_ADDR": "127.0.0.1:8080"}, "127.0.0.1:8080"},
+		{map[string]string{"HTTP_ADDR": "[::1]:8080"}, "[::1]:8080"},
+		{map[string]string{"API_TOKEN": "token-long-enough"}, ":5000"},
+		{map[string]string{"API_TOKEN": "new-token-long-enough,old-token-long-enough", "HTTP_ADDR": "0.0.0.0:80"}, "0.0.0.0:80"},
+		{map[string]string{"ALLOW_NO_AUTH": "true", "HTTP_ADDR": ":5000"}, ":5000"},
+	} {
+		c, err := config.Load(env(tc.env))
+		if err != nil || c.HTTP.ListenAddr != tc.want {
+			t.Errorf("%v: listens on %q (%v), want %s", tc.env, c.HTTP.ListenAddr, err, tc.want)
 		}
 	}
 }

@@ -39,7 +39,7 @@ func TestBinary(t *testing.T) {
 	s := start(t, rs.Addr)
 	_, port, _ := net.SplitHostPort(s.addr)
 	check := exec.CommandContext(t.Context(), binary, "healthcheck")
-	check.Env = []string{"HTTP_ADDR=:" + port}
+	check.Env = []string{"HTTP_ADDR=127.0.0.1:" + port}
 	if out, err := check.CombinedOutput(); err != nil {
 		t.Errorf("dubebox healthcheck: %v %s", err, out)
 	}

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -111,6 +112,10 @@ type Store struct {
 	failover *failoverWatch
 	// near is the near cache, nil while it is off.
 	near *near
+	// ready is the last readiness check (see Ready).
+	readyMu  sync.Mutex
+	readyAt  time.Time
+	readyErr error
 }
 
 // Open returns the store over rdb as cfg says: keys under cfg.KeyPrefix,
@@ -199,6 +204,24 @@ func (s *Store) Ping(ctx context.Context) error {
 	return wrap("ping", cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
 		return c.Ping(ctx).Err()
 	}))
+}
+
+// readyFor is how long a readiness check's outcome is reused: probes,
+// scrapes of dubebox_ready and anyone calling /readyz share one check a
+// second, so that calling them often cannot load Redis.
+const readyFor = time.Second
+
+// Ready is Ping, reused for readyFor: the readiness probe's and the
+// dubebox_ready gauge's check. Concurrent callers wait for one check.
+func (s *Store) Ready(ctx context.Context) error {
+	s.readyMu.Lock()
+	defer s.readyMu.Unlock()
+	if time.Since(s.readyAt) < readyFor {
+		return s.readyErr
+	}
+	s.readyErr = s.Ping(ctx)
+	s.readyAt = time.Now()
+	return s.readyErr
 }
 
 // remaining turns PTTL's reply into the store's convention: NoExpiry for a key
