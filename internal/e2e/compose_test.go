@@ -4,6 +4,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -51,6 +53,12 @@ func TestCompose(t *testing.T) {
 		}
 	}
 	e := startEngine(t)
+	// The files have no default secrets: the test makes its own, as make
+	// up writes them to .env, and every request of the test to the API
+	// carries the token, as the README's curls say to.
+	token, password := randomHex(t, 32), randomHex(t, 24)
+	e.env = append(e.env, "API_TOKEN="+token, "REDIS_PASSWORD="+password)
+	authorizeAPI(t, token)
 	imgs := readImages(t, top)
 	if e.private || os.Getenv("COMPOSE_STANDINS") == "1" {
 		buildStandins(t, e, top, imgs)
@@ -160,6 +168,8 @@ func composeStack(t *testing.T, e *engine, top string) {
 
 	checkRedisPrivate(t, e)
 	checkAPIHardened(t, e)
+	checkRedisHardened(t, e)
+	checkPrometheusLifecycleOff(t)
 	sum.redisRestart = checkRedisRestart(t, ctx, compose)
 	sum.imageMiB = imageMiB(t, e, "dubebox:local")
 
@@ -574,6 +584,75 @@ func checkAPIHardened(t *testing.T, e *engine) {
 	} else if f[0] == "" || f[0] == "root" || f[0] == "0" {
 		t.Errorf("the api container's user is %q", f[0])
 	}
+}
+
+// checkRedisHardened checks the Compose stack's Redis: not root, a
+// read-only root, no capabilities, no new privileges.
+func checkRedisHardened(t *testing.T, e *engine) {
+	t.Helper()
+	id := containerOf(t, e, "redis")
+	out, err := e.docker(t.Context(), "inspect", "--format",
+		`{{.Config.User}}|{{.HostConfig.ReadonlyRootfs}}|{{json .HostConfig.CapDrop}}|{{json .HostConfig.SecurityOpt}}|{{.State.Pid}}`, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Split(strings.TrimSpace(out), "|")
+	if len(f) != 5 {
+		t.Fatalf("docker inspect redis: %q", out)
+	}
+	if f[0] != "redis" || f[1] != "true" || !strings.Contains(f[2], "ALL") || !strings.Contains(f[3], "no-new-privileges") {
+		t.Errorf("redis container: user %q, read-only %s, cap_drop %s, security_opt %s", f[0], f[1], f[2], f[3])
+	}
+	if status, err := os.ReadFile("/proc/" + f[4] + "/status"); err == nil {
+		for _, l := range strings.Split(string(status), "\n") {
+			if strings.HasPrefix(l, "Uid:") && (len(strings.Fields(l)) < 2 || strings.Fields(l)[1] == "0") {
+				t.Errorf("the redis process runs as root: %s", l)
+			}
+		}
+	}
+}
+
+// checkPrometheusLifecycleOff checks that Prometheus's lifecycle API (an
+// unauthenticated /-/quit and /-/reload) is off.
+func checkPrometheusLifecycleOff(t *testing.T) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, promURL+"/-/quit", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("POST /-/quit on Prometheus: %d, want 403 (the lifecycle API off)", resp.StatusCode)
+	}
+}
+
+// authorizeAPI makes every request of the test process to the stack's API
+// carry the bearer token.
+func authorizeAPI(t *testing.T, token string) {
+	t.Helper()
+	base := http.DefaultTransport
+	http.DefaultTransport = roundTripper(func(r *http.Request) (*http.Response, error) {
+		if "http://"+r.URL.Host == apiURL && r.Header.Get("Authorization") == "" {
+			r = r.Clone(r.Context())
+			r.Header.Set("Authorization", "Bearer "+token)
+		}
+		return base.RoundTrip(r)
+	})
+	t.Cleanup(func() { http.DefaultTransport = base })
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func randomHex(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
 }
 
 // checkRedisRestart restarts the redis service under requests: the API

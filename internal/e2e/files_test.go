@@ -52,6 +52,7 @@ type composeService struct {
 	DependsOn   any               `yaml:"depends_on"`
 	Healthcheck map[string]any    `yaml:"healthcheck"`
 	Restart     string            `yaml:"restart"`
+	User        string            `yaml:"user"`
 	ReadOnly    bool              `yaml:"read_only"`
 	CapDrop     []string          `yaml:"cap_drop"`
 	SecurityOpt []string          `yaml:"security_opt"`
@@ -65,9 +66,24 @@ type composeService struct {
 func TestComposeFile(t *testing.T) {
 	dc := servicetest.Need(t, "docker-compose", aptHint)
 	top := servicetest.Root()
+	// An empty env file stands in for a checkout where make up has not
+	// written .env yet.
+	noEnv := filepath.Join(t.TempDir(), "empty.env")
+	if err := os.WriteFile(noEnv, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, file := range []string{"docker-compose.yml", "docker-compose.cluster.yml"} {
-		cmd := exec.Command(dc, "-f", file, "config", "-q")
+		// Without the secrets that make up writes into .env the file must
+		// refuse to start rather than run Redis and the API open.
+		bare := exec.Command(dc, "-f", file, "--env-file", noEnv, "config", "-q")
+		bare.Dir = top
+		bare.Env = withoutSecrets(os.Environ())
+		if out, err := bare.CombinedOutput(); err == nil || !strings.Contains(string(out), "API_TOKEN") && !strings.Contains(string(out), "REDIS_PASSWORD") {
+			t.Errorf("docker-compose -f %s config without API_TOKEN and REDIS_PASSWORD: err %v, want a refusal naming them\n%s", file, err, out)
+		}
+		cmd := exec.Command(dc, "-f", file, "--env-file", noEnv, "config", "-q")
 		cmd.Dir = top
+		cmd.Env = append(withoutSecrets(os.Environ()), "API_TOKEN=test-token-0123456789", "REDIS_PASSWORD=test-password-0123456789")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("docker-compose -f %s config -q: %v\n%s", file, err, out)
 		}
@@ -77,8 +93,9 @@ func TestComposeFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c := string(cluster); strings.Contains(c, "--requirepass") || !strings.Contains(c, `"127.0.0.1:5000:5000"`) ||
-		!strings.Contains(c, "REDIS_CLUSTER_ADDRS") || !strings.Contains(c, "deploy/compose/haproxy.cfg") {
-		t.Errorf("docker-compose.cluster.yml: want the password off the command line, the load balancer on 127.0.0.1:5000, REDIS_CLUSTER_ADDRS and the haproxy config")
+		!strings.Contains(c, "REDIS_CLUSTER_ADDRS") || !strings.Contains(c, "deploy/compose/haproxy.cfg") ||
+		!strings.Contains(c, "user: redis") || !strings.Contains(c, "API_TOKEN: ${API_TOKEN:?") {
+		t.Errorf("docker-compose.cluster.yml: want the password off the command line, the load balancer on 127.0.0.1:5000, REDIS_CLUSTER_ADDRS, the haproxy config, Redis as its own user and a required API_TOKEN")
 	}
 
 	b, err := os.ReadFile(filepath.Join(top, "docker-compose.yml"))
@@ -140,6 +157,10 @@ func TestComposeFile(t *testing.T) {
 	}
 	if !strings.Contains(string(mustJSON(t, api.DependsOn)), "service_healthy") || api.Healthcheck == nil {
 		t.Errorf("api must wait for a healthy redis and have a healthcheck")
+	}
+	if r := cf.Services["redis"]; r.User != "redis" || !r.ReadOnly || len(r.CapDrop) != 1 || r.CapDrop[0] != "ALL" ||
+		len(r.SecurityOpt) != 1 || r.SecurityOpt[0] != "no-new-privileges:true" {
+		t.Errorf("redis lacks its hardening: user %q read_only %v cap_drop %v security_opt %v", r.User, r.ReadOnly, r.CapDrop, r.SecurityOpt)
 	}
 	redisCmd := string(mustJSON(t, cf.Services["redis"]))
 	for _, want := range []string{"requirepass", "--maxmemory", "--maxmemory-policy", "--appendonly yes", "redis-cli ping"} {
@@ -253,4 +274,16 @@ func TestMakeHelp(t *testing.T) {
 			t.Errorf("make help leaves out %s", m[1])
 		}
 	}
+}
+
+// withoutSecrets drops the compose secrets from env, so a developer's own
+// exported API_TOKEN cannot make the refusal test pass or fail.
+func withoutSecrets(env []string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "API_TOKEN=") && !strings.HasPrefix(kv, "REDIS_PASSWORD=") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }

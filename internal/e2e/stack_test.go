@@ -42,7 +42,10 @@ func stack(t *testing.T, topology string) {
 	var nodes []string
 	var api *servicetest.Process
 	var base string
-	env := []string{"LOG_LEVEL=info", "OTEL_TRACES_EXPORTER=none"}
+	// /metrics on an address of its own, as Compose, the chart and the
+	// ECS template serve it.
+	metricsAddr := servicetest.FreeAddr(t)
+	env := []string{"LOG_LEVEL=info", "OTEL_TRACES_EXPORTER=none", "METRICS_ADDR=" + metricsAddr}
 	if topology == "cluster" {
 		c, err := redistest.StartCluster(filepath.Join(dir, "cluster"), 2*time.Second)
 		if err != nil {
@@ -64,7 +67,6 @@ func stack(t *testing.T, topology string) {
 		// panel has data to show.
 		api, base = servicetest.StartDubebox(t, bin, redisSrv.Addr, env...)
 	}
-	apiAddr := strings.TrimPrefix(base, "http://")
 	waitHTTP(t, base+"/readyz", 10*time.Second)
 
 	var exporters []string
@@ -84,10 +86,10 @@ func stack(t *testing.T, topology string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	local := strings.NewReplacer(`"api:5000"`, `"`+apiAddr+`"`, `"redis-exporter:9121"`, `"`+exporterAddr+`"`,
+	local := strings.NewReplacer(`"api:9100"`, `"`+metricsAddr+`"`, `"redis-exporter:9121"`, `"`+exporterAddr+`"`,
 		`"localhost:9090"`, `"`+promAddr+`"`).Replace(string(cfg))
-	if local == string(cfg) || strings.Contains(local, "api:5000") || strings.Contains(local, "redis-exporter:9121") {
-		t.Fatalf("prometheus.yml no longer names api:5000 and redis-exporter:9121; update this test with it")
+	if local == string(cfg) || strings.Contains(local, "api:9100") || strings.Contains(local, "redis-exporter:9121") {
+		t.Fatalf("prometheus.yml no longer names api:9100 and redis-exporter:9121; update this test with it")
 	}
 	promDir := filepath.Join(dir, "prom")
 	if err := os.MkdirAll(filepath.Join(promDir, "observability", "alerts"), 0o755); err != nil {

@@ -371,7 +371,8 @@ func buildStandins(t *testing.T, e *engine, top string, imgs images) {
 		repo, _, _ := strings.Cut(image, ":")
 		switch repo {
 		case "redis":
-			buildImage(t, e, image, "FROM "+base+"\nRUN mkdir -p /data\nVOLUME /data\nWORKDIR /data\nEXPOSE 6379\nCMD [\"redis-server\"]\n")
+			// As the real image: /data belongs to the redis user.
+			buildImage(t, e, image, "FROM "+base+"\nRUN mkdir -p /data && chown redis:redis /data\nVOLUME /data\nWORKDIR /data\nEXPOSE 6379\nCMD [\"redis-server\"]\n")
 		case "oliver006/redis_exporter":
 			buildImage(t, e, image, "FROM "+base+"\nUSER nobody\nEXPOSE 9121\nENTRYPOINT [\"/usr/bin/prometheus-redis-exporter\"]\n")
 		case "prom/prometheus":
