@@ -25,6 +25,8 @@ const ecsTemplate = "ecs/dubebox.yaml"
 // The parameters without a default, as an account would give them.
 var accountParams = map[string]any{
 	"VpcId":            "vpc-0a1b2c3d",
+	"VpcCidr":          "10.20.0.0/16",
+	"AllowedCidr":      "203.0.113.0/24",
 	"PublicSubnetIds":  []any{"subnet-pub-a", "subnet-pub-b"},
 	"PrivateSubnetIds": []any{"subnet-priv-a", "subnet-priv-b"},
 	"ImageUri":         "123456789012.dkr.ecr.eu-west-1.amazonaws.com/dubebox:1.0.0",
@@ -319,7 +321,7 @@ func TestECSTemplate(t *testing.T) {
 	svc := readService(t)
 	for _, cluster := range []bool{false, true} {
 		for _, https := range []bool{false, true} {
-			params := map[string]any{"ClusterMode": "disabled"}
+			params := map[string]any{"ClusterMode": "disabled", "CertificateArn": "PLAIN-HTTP"}
 			if cluster {
 				params["ClusterMode"] = "enabled"
 			}
@@ -386,6 +388,13 @@ func checkStack(t *testing.T, svc service, s stack, cluster, https bool) {
 		expect(t, "REDIS_ADDR", env["REDIS_ADDR"], "getatt:Redis.PrimaryEndPoint.Address:getatt:Redis.PrimaryEndPoint.Port")
 	}
 	expect(t, "REDIS_TLS", env["REDIS_TLS"], "true")
+	// X-Forwarded-For is believed from the load balancer's addresses alone:
+	// trusting every address would let a client name itself in the header.
+	expect(t, "TRUSTED_PROXIES", env["TRUSTED_PROXIES"], fmt.Sprint(accountParams["VpcCidr"]))
+	// /metrics on a port of its own, which the load balancer does not reach.
+	if _, port, err := net.SplitHostPort(env["METRICS_ADDR"]); err != nil || port == svc.port {
+		t.Errorf("METRICS_ADDR %q: want /metrics on a port other than the load balancer's target, %s", env["METRICS_ADDR"], svc.port)
+	}
 
 	// The container: its port, health check, user and shutdown time.
 	if len(c.PortMappings) != 1 || fmt.Sprint(deref(c.PortMappings[0].ContainerPort)) != svc.port {
@@ -438,6 +447,7 @@ func checkStack(t *testing.T, svc service, s stack, cluster, https bool) {
 	if len(l.DefaultActions) != 1 || l.DefaultActions[0].Type != "forward" || deref(l.DefaultActions[0].TargetGroupArn) != "ref:TargetGroup" {
 		t.Errorf("the listener does not forward to the target group: %+v", l.DefaultActions)
 	}
+	checkEdge(t, s, https)
 	svcRes, err := s.GetECSServiceWithName("Service")
 	if err != nil {
 		t.Fatal(err)
@@ -465,9 +475,15 @@ func checkStack(t *testing.T, svc service, s stack, cluster, https bool) {
 		}
 		return strings.Join(rules, "; ")
 	}
-	expect(t, "load balancer ingress", ingress("LoadBalancerSecurityGroup"), fmt.Sprintf("tcp %d-%d from 0.0.0.0/0", wantPort, wantPort))
+	wantLB := "tcp 80-80 from 203.0.113.0/24"
+	if https {
+		wantLB = "tcp 443-443 from 203.0.113.0/24; " + wantLB
+	}
+	expect(t, "load balancer ingress", ingress("LoadBalancerSecurityGroup"), wantLB)
 	expect(t, "task ingress", ingress("TaskSecurityGroup"), fmt.Sprintf("tcp %s-%s from ref:LoadBalancerSecurityGroup", svc.port, svc.port))
-	expect(t, "Redis ingress", ingress("RedisSecurityGroup"), "tcp 6379-6379 from ref:TaskSecurityGroup")
+	expect(t, "exporter ingress", ingress("ExporterSecurityGroup"), "")
+	expect(t, "Redis ingress", ingress("RedisSecurityGroup"), "tcp 6379-6379 from ref:TaskSecurityGroup; tcp 6379-6379 from ref:ExporterSecurityGroup")
+	checkLeastPrivilege(t, s)
 
 	// Redis: TLS and AUTH from the secret the tasks read, in the mode asked.
 	rg, err := s.GetElastiCacheReplicationGroupWithName("Redis")
@@ -561,4 +577,178 @@ func strs(v any) []string {
 		out = append(out, fmt.Sprint(e))
 	}
 	return out
+}
+
+// TestECSTemplateParameters checks the parameters that decide what the
+// stack exposes: no default opens the load balancer to everyone or serves
+// plain HTTP; a certificate, or PLAIN-HTTP chosen by name, is required.
+func TestECSTemplateParameters(t *testing.T) {
+	t.Parallel()
+	params := readTemplate(t)["Parameters"].(map[string]any)
+	for _, name := range []string{"AllowedCidr", "CertificateArn", "VpcCidr"} {
+		if d, ok := params[name].(map[string]any)["Default"]; ok {
+			t.Errorf("parameter %s has the default %q: it must be chosen", name, d)
+		}
+	}
+	cert := regexp.MustCompile(params["CertificateArn"].(map[string]any)["AllowedPattern"].(string))
+	for v, want := range map[string]bool{
+		"arn:aws:acm:eu-west-1:123456789012:certificate/0f0e": true,
+		"PLAIN-HTTP": true, "": false, "plain": false, "arn:aws:iam::123456789012:server-certificate/x": false,
+	} {
+		if cert.MatchString(v) != want {
+			t.Errorf("CertificateArn %q: allowed %v, want %v", v, !want, want)
+		}
+	}
+	cidr := regexp.MustCompile(params["AllowedCidr"].(map[string]any)["AllowedPattern"].(string))
+	if !cidr.MatchString("0.0.0.0/0") || cidr.MatchString("") {
+		t.Errorf("AllowedCidr's pattern must take a CIDR and refuse an empty value")
+	}
+}
+
+// checkEdge checks what stands between the internet and the tasks: TLS 1.2
+// or later with port 80 only redirecting, invalid headers dropped, access
+// logs in a private, encrypted bucket the load balancer may write to, and
+// AWS WAF in front.
+func checkEdge(t *testing.T, s stack, https bool) {
+	t.Helper()
+	l, err := s.GetElasticLoadBalancingV2ListenerWithName("Listener")
+	if err != nil {
+		t.Fatal(err)
+	}
+	redirect, rerr := s.GetElasticLoadBalancingV2ListenerWithName("RedirectListener")
+	if https {
+		if p := deref(l.SslPolicy); !strings.HasPrefix(p, "ELBSecurityPolicy-TLS13-1-2") {
+			t.Errorf("SslPolicy %q: want one of TLS 1.3 and 1.2 only", p)
+		}
+		if rerr != nil || deref(redirect.Port) != 80 || len(redirect.DefaultActions) != 1 || redirect.DefaultActions[0].Type != "redirect" ||
+			redirect.DefaultActions[0].RedirectConfig == nil || deref(redirect.DefaultActions[0].RedirectConfig.Protocol) != "HTTPS" ||
+			deref(redirect.DefaultActions[0].RedirectConfig.Port) != "443" {
+			t.Errorf("with HTTPS, port 80 must only redirect to 443: %v %+v", rerr, redirect)
+		}
+	} else if rerr == nil {
+		t.Errorf("with PLAIN-HTTP there is no HTTPS to redirect to, yet a redirect listener exists")
+	}
+
+	lb, err := s.GetElasticLoadBalancingV2LoadBalancerWithName("LoadBalancer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	attrs := map[string]string{}
+	for _, a := range lb.LoadBalancerAttributes {
+		attrs[deref(a.Key)] = deref(a.Value)
+	}
+	for k, want := range map[string]string{
+		"routing.http.drop_invalid_header_fields.enabled": "true",
+		"access_logs.s3.enabled":                          "true",
+		"access_logs.s3.bucket":                           "ref:AccessLogBucket",
+	} {
+		expect(t, "load balancer attribute "+k, attrs[k], want)
+	}
+	bucket, err := s.GetS3BucketWithName("AccessLogBucket")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pab := bucket.PublicAccessBlockConfiguration; pab == nil || !deref(pab.BlockPublicAcls) || !deref(pab.BlockPublicPolicy) ||
+		!deref(pab.IgnorePublicAcls) || !deref(pab.RestrictPublicBuckets) {
+		t.Errorf("the access log bucket does not block public access: %+v", bucket.PublicAccessBlockConfiguration)
+	}
+	if enc := bucket.BucketEncryption; enc == nil || len(enc.ServerSideEncryptionConfiguration) != 1 ||
+		enc.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm != "AES256" {
+		t.Errorf("the access log bucket must use SSE-S3, the only encryption load balancers write to")
+	}
+	var policy struct {
+		PolicyDocument struct {
+			Statement []struct {
+				Effect    string
+				Principal any
+				Action    any
+				Resource  any
+			}
+		}
+	}
+	if err := json.Unmarshal(s.properties["AccessLogBucketPolicy"], &policy); err != nil {
+		t.Fatal(err)
+	}
+	var writes bool
+	for _, st := range policy.PolicyDocument.Statement {
+		principal, _ := st.Principal.(map[string]any)
+		if st.Effect == "Allow" && st.Action == "s3:PutObject" && strings.Contains(fmt.Sprint(st.Resource), "/alb/AWSLogs/") &&
+			(principal["Service"] == "logdelivery.elasticloadbalancing.amazonaws.com" || strings.HasPrefix(fmt.Sprint(principal["AWS"]), "arn:")) {
+			writes = true
+		}
+	}
+	if !writes || attrs["access_logs.s3.prefix"] != "alb" {
+		t.Errorf("the bucket policy does not let the load balancer write under its prefix: %s", s.properties["AccessLogBucketPolicy"])
+	}
+
+	assoc, err := s.GetWAFv2WebACLAssociationWithName("WebAclAssociation")
+	if err != nil {
+		t.Fatalf("no AWS WAF web ACL in front of the load balancer: %v", err)
+	}
+	expect(t, "WAF association", assoc.ResourceArn+" "+assoc.WebACLArn, "ref:LoadBalancer getatt:WebAcl.Arn")
+	acl, err := s.GetWAFv2WebACLWithName("WebAcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rate bool
+	for _, r := range acl.Rules {
+		if r.Statement != nil && r.Statement.RateBasedStatement != nil && r.Action != nil && r.Action.Block != nil {
+			rate = true
+		}
+	}
+	if acl.Scope != "REGIONAL" || !rate {
+		t.Errorf("the web ACL must be regional with a blocking rate limit per client: %+v", acl.Rules)
+	}
+}
+
+// checkLeastPrivilege checks that every container of both task definitions
+// runs like the API (a non-root user, a read-only root, no capabilities)
+// and that the exporter has a role and a security group of its own.
+func checkLeastPrivilege(t *testing.T, s stack) {
+	t.Helper()
+	for _, name := range []string{"TaskDefinition", "ExporterTaskDefinition"} {
+		td, err := s.GetECSTaskDefinitionWithName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range td.ContainerDefinitions {
+			uid, _, _ := strings.Cut(deref(c.User), ":")
+			if _, err := strconv.Atoi(uid); err != nil || uid == "0" {
+				t.Errorf("%s/%s: user %q, want a numeric non-root user", name, c.Name, deref(c.User))
+			}
+			if !deref(c.ReadonlyRootFilesystem) {
+				t.Errorf("%s/%s: the root file system is writable", name, c.Name)
+			}
+			if c.LinuxParameters == nil || c.LinuxParameters.Capabilities == nil ||
+				!slices.Equal(c.LinuxParameters.Capabilities.Drop, []string{"ALL"}) || len(c.LinuxParameters.Capabilities.Add) > 0 {
+				t.Errorf("%s/%s keeps Linux capabilities", name, c.Name)
+			}
+		}
+	}
+	api, _ := s.GetECSTaskDefinitionWithName("TaskDefinition")
+	exp, _ := s.GetECSTaskDefinitionWithName("ExporterTaskDefinition")
+	if deref(api.TaskRoleArn) == deref(exp.TaskRoleArn) || deref(api.ExecutionRoleArn) == deref(exp.ExecutionRoleArn) {
+		t.Errorf("the exporter shares the API's roles: task %s, execution %s", deref(exp.TaskRoleArn), deref(exp.ExecutionRoleArn))
+	}
+	es, err := s.GetECSServiceWithName("ExporterService")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sgs := es.NetworkConfiguration.AwsvpcConfiguration.SecurityGroups; len(sgs) != 1 || sgs[0] != "ref:ExporterSecurityGroup" {
+		t.Errorf("the exporter runs in %v, want a security group of its own", sgs)
+	}
+	role, err := s.GetIAMRoleWithName("ExporterTaskRole")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := json.Marshal(role); strings.Contains(string(b), "XrayWrite") || strings.Contains(string(b), "ApiToken") {
+		t.Errorf("the exporter's role may do what only the API needs: %s", b)
+	}
+	exec, err := s.GetIAMRoleWithName("ExporterExecutionRole")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := json.Marshal(exec); strings.Contains(string(b), "ApiToken") || strings.Contains(string(b), "ApiCollectorConfig") {
+		t.Errorf("the exporter's execution role reads the API's secrets: %s", b)
+	}
 }

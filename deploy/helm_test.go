@@ -37,18 +37,31 @@ var helmCases = []struct {
 	file     string         // a values file beside values.yaml, or ""
 	set      map[string]any // values on top, as --set would give them
 	topology string         // what the service makes of the rendered settings
+	refused  string         // when the chart must refuse to render: what it says
 }{
-	{name: "defaults", topology: "single"},
+	{name: "defaults", set: withToken(nil), topology: "single"},
+	{name: "no token", topology: "single", refused: "set secrets.values.API_TOKEN"},
+	{name: "no token, on purpose", set: map[string]any{"config": map[string]any{"ALLOW_NO_AUTH": "true"}}, topology: "single"},
+	{name: "ingress without tls", set: withToken(map[string]any{"ingress": map[string]any{"enabled": true, "tls": []any{}}}), topology: "single", refused: "ingress.tls is empty"},
 	{name: "single", file: "values-single.yaml", topology: "single"},
 	{name: "cluster", file: "values-cluster.yaml", topology: "cluster"},
 	{name: "sentinel", file: "values-sentinel.yaml", topology: "sentinel"},
-	{name: "another port", topology: "single", set: map[string]any{"config": map[string]any{"HTTP_ADDR": ":8080"}}},
+	{name: "another port", topology: "single", set: withToken(map[string]any{"config": map[string]any{"HTTP_ADDR": ":8080"}})},
 	{name: "everything", file: "values-cluster.yaml", topology: "cluster", set: map[string]any{
 		"ingress":        map[string]any{"enabled": true, "className": "nginx"},
 		"autoscaling":    map[string]any{"enabled": true},
 		"serviceMonitor": map[string]any{"enabled": true},
 		"secrets":        map[string]any{"existingSecret": "", "values": map[string]any{"API_TOKEN": "a-token-for-the-test", "REDIS_PASSWORD": "a-password"}},
 	}},
+}
+
+// withToken adds an API_TOKEN to set, as a user must.
+func withToken(set map[string]any) map[string]any {
+	if set == nil {
+		set = map[string]any{}
+	}
+	set["secrets"] = map[string]any{"values": map[string]any{"API_TOKEN": "a-token-for-the-test"}}
+	return set
 }
 
 // release is one rendering of the chart, each object decoded strictly into
@@ -62,6 +75,8 @@ type release struct {
 	pdb            *policyv1.PodDisruptionBudget
 	hpa            *autoscalingv2.HorizontalPodAutoscaler
 	serviceMonitor *monitoringv1.ServiceMonitor
+	networkPolicy  *networkingv1.NetworkPolicy
+	notes          string
 }
 
 // TestHelmChart lints and renders the chart for each case, as `helm lint`
@@ -97,10 +112,17 @@ func TestHelmChart(t *testing.T) {
 			install.ReleaseName, install.Namespace = "dubebox", "default"
 			install.KubeVersion = kubeVersion
 			rel, err := install.Run(chart, vals)
+			if tc.refused != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.refused) {
+					t.Fatalf("the chart rendered (%v), want it to refuse saying %q", err, tc.refused)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatalf("helm template: %v", err)
 			}
 			r := decodeRelease(t, rel.Manifest)
+			r.notes = rel.Info.Notes
 			checkRelease(t, svc, r, tc.topology)
 			if tc.name == "everything" && (r.ingress == nil || r.hpa == nil || r.serviceMonitor == nil || r.secret == nil) {
 				t.Error("with everything on, the release lacks an Ingress, an autoscaler, a ServiceMonitor or a Secret")
@@ -142,6 +164,9 @@ func decodeRelease(t *testing.T, manifest string) release {
 		case "autoscaling/v2 HorizontalPodAutoscaler":
 			r.hpa = &autoscalingv2.HorizontalPodAutoscaler{}
 			obj = r.hpa
+		case "networking.k8s.io/v1 NetworkPolicy":
+			r.networkPolicy = &networkingv1.NetworkPolicy{}
+			obj = r.networkPolicy
 		case "monitoring.coreos.com/v1 ServiceMonitor":
 			r.serviceMonitor = &monitoringv1.ServiceMonitor{}
 			obj = r.serviceMonitor
@@ -171,7 +196,7 @@ func checkRelease(t *testing.T, svc service, r release, topology string) {
 	if addr := r.configMap.Data["HTTP_ADDR"]; addr != "" {
 		port = addr[strings.LastIndex(addr, ":")+1:]
 	}
-	if len(c.Ports) != 1 || fmt.Sprint(c.Ports[0].ContainerPort) != port || c.Ports[0].Name != "http" {
+	if len(c.Ports) == 0 || fmt.Sprint(c.Ports[0].ContainerPort) != port || c.Ports[0].Name != "http" {
 		t.Errorf("container ports %+v, want http on HTTP_ADDR's port %s", c.Ports, port)
 	}
 	probe := func(what string, p *corev1.Probe, path string) {
@@ -255,8 +280,51 @@ func checkRelease(t *testing.T, svc service, r release, topology string) {
 		}
 	}
 	selects("the Service", r.service.Spec.Selector)
-	if len(r.service.Spec.Ports) != 1 || r.service.Spec.Ports[0].TargetPort.String() != "http" {
-		t.Errorf("the Service's ports %+v, want one to the pod's port http", r.service.Spec.Ports)
+	if len(r.service.Spec.Ports) != 2 || r.service.Spec.Ports[0].TargetPort.String() != "http" || r.service.Spec.Ports[1].TargetPort.String() != "metrics" {
+		t.Errorf("the Service's ports %+v, want the pod's ports http and metrics", r.service.Spec.Ports)
+	}
+	// /metrics on a port of its own, METRICS_ADDR's, which no Ingress
+	// routes; the API's port answers no /metrics.
+	metricsPort := cfg.HTTP.MetricsAddr[strings.LastIndex(cfg.HTTP.MetricsAddr, ":")+1:]
+	if cfg.HTTP.MetricsAddr == "" || len(c.Ports) < 2 || fmt.Sprint(c.Ports[1].ContainerPort) != metricsPort || c.Ports[1].Name != "metrics" {
+		t.Errorf("METRICS_ADDR %q and the container's ports %+v: want /metrics on a port named metrics of its own", cfg.HTTP.MetricsAddr, c.Ports)
+	}
+	// The client's address from X-Forwarded-For, from the ingress only.
+	if len(cfg.API.TrustedProxies) == 0 {
+		t.Error("TRUSTED_PROXIES is not set: behind the ingress every client would share its address")
+	}
+	// Without a token the pods would listen on loopback; with ALLOW_NO_AUTH
+	// the notes say so loudly.
+	if cfg.API.AllowNoAuth && !strings.Contains(r.notes, "WARNING: no API_TOKEN is required") {
+		t.Errorf("ALLOW_NO_AUTH is on and the notes do not warn: %s", r.notes)
+	}
+	if np := r.networkPolicy; np == nil {
+		t.Error("no NetworkPolicy")
+	} else {
+		selects("the NetworkPolicy", np.Spec.PodSelector.MatchLabels)
+		ports := map[string]bool{}
+		for _, rule := range np.Spec.Ingress {
+			for _, p := range rule.Ports {
+				ports[p.Port.String()] = true
+			}
+			if len(rule.From) == 0 {
+				t.Errorf("the NetworkPolicy admits anyone to %v", rule.Ports)
+			}
+		}
+		if len(ports) != 2 || !ports["http"] || !ports["metrics"] {
+			t.Errorf("the NetworkPolicy admits ports %v, want http (from the ingress) and metrics (from Prometheus)", ports)
+		}
+		egress := map[string]bool{}
+		for _, rule := range np.Spec.Egress {
+			for _, p := range rule.Ports {
+				egress[p.Port.String()] = true
+			}
+		}
+		for _, want := range []string{"6379", "4318", "53"} {
+			if !egress[want] {
+				t.Errorf("the NetworkPolicy lets the pods reach %v, not port %s", egress, want)
+			}
+		}
 	}
 	if r.pdb != nil {
 		selects("the PodDisruptionBudget", r.pdb.Spec.Selector.MatchLabels)
@@ -268,6 +336,9 @@ func checkRelease(t *testing.T, svc service, r release, topology string) {
 		}
 	}
 	if r.ingress != nil {
+		if len(r.ingress.Spec.TLS) == 0 {
+			t.Error("the Ingress serves plain HTTP")
+		}
 		for _, rule := range r.ingress.Spec.Rules {
 			for _, p := range rule.HTTP.Paths {
 				expect(t, "ingress backend", p.Backend.Service.Name+":"+p.Backend.Service.Port.Name, r.service.Name+":http")
@@ -286,8 +357,8 @@ func checkRelease(t *testing.T, svc service, r release, topology string) {
 				job = deref(rl.Replacement)
 			}
 		}
-		if _, ok := svc.jobs[job]; !ok || sm.Spec.Endpoints[0].Path != "/metrics" || sm.Spec.Endpoints[0].Port != "http" {
-			t.Errorf("the ServiceMonitor scrapes %s on port %s as job %q; want /metrics on http as one of prometheus.yml's jobs %v",
+		if _, ok := svc.jobs[job]; !ok || sm.Spec.Endpoints[0].Path != "/metrics" || sm.Spec.Endpoints[0].Port != "metrics" {
+			t.Errorf("the ServiceMonitor scrapes %s on port %s as job %q; want /metrics on metrics as one of prometheus.yml's jobs %v",
 				sm.Spec.Endpoints[0].Path, sm.Spec.Endpoints[0].Port, job, keys(svc.jobs))
 		}
 	}

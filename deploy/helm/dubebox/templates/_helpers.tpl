@@ -33,6 +33,22 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- splitList ":" $addr | last | int }}
 {{- end }}
 
+{{/* The port /metrics is served on: METRICS_ADDR's. The chart always sets
+     one, so that /metrics is not on the API's port, which the Ingress
+     routes. */}}
+{{- define "dubebox.metricsPort" -}}
+{{- splitList ":" (toString (required "config.METRICS_ADDR is required: the chart serves /metrics on a port of its own, which the Ingress does not route" .Values.config.METRICS_ADDR)) | last | int }}
+{{- end }}
+
+{{/* The chart refuses to install a DubeBox without a token, unless
+     ALLOW_NO_AUTH says so: without one, anyone who reaches the Service
+     could read and write. An existingSecret must hold API_TOKEN. */}}
+{{- define "dubebox.requireToken" -}}
+{{- if not (or .Values.secrets.existingSecret .Values.secrets.values.API_TOKEN (eq (toString .Values.config.ALLOW_NO_AUTH) "true")) }}
+{{- fail "set secrets.values.API_TOKEN (openssl rand -hex 32), or secrets.existingSecret naming a Secret with API_TOKEN: DubeBox without a token lets anyone who reaches it read and write (config.ALLOW_NO_AUTH=\"true\" if you mean that)" }}
+{{- end }}
+{{- end }}
+
 {{/* The settings the ConfigMap holds: the non-empty ones of .Values.config. */}}
 {{- define "dubebox.config" -}}
 {{- range $name, $value := .Values.config }}
