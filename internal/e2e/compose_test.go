@@ -138,7 +138,7 @@ func composeStack(t *testing.T, e *engine, top string) {
 	t.Logf("compose: %d services up in %v", len(services), time.Since(start).Round(time.Second))
 
 	sum := composeSummary{services: len(services), healthy: healthy}
-	checkReadmeCurls(t, top, apiURL)
+	checkReadmeCurls(t, e, top, apiURL)
 
 	trafficStart := time.Now()
 	stats := drive(t, apiURL, 30*time.Second)
@@ -199,7 +199,7 @@ func (s composeSummary) String() string {
 	}
 	return fmt.Sprintf("compose: %d services up (%d with health checks, all healthy), %.0f requests, %d/%d targets up, %d exemplars, "+
 		"traces received (%d of %d started by the test found in jaeger), %d dashboard valid, redis unreachable from host, "+
-		"api non-root read-only no capabilities, %s, %s, image %.1f MiB",
+		"api non-root read-only no capabilities, redis as its own user read-only no capabilities, Prometheus's lifecycle API off, %s, %s, image %.1f MiB",
 		s.services, s.healthy, s.requests, s.targetsUp, s.targets, s.exemplars, s.traces, s.tracesChecked, s.dashboards,
 		s.redisRestart, left, s.imageMiB)
 }
@@ -300,8 +300,9 @@ type readmeCurl struct {
 var curlJSON = regexp.MustCompile(`#\s*(\{.*\})\s*$`)
 
 // readmeCurls reads every curl example of README.md's sh blocks in order,
-// each with the JSON answer written after it (on its line or the next).
-func readmeCurls(t *testing.T, top string) []readmeCurl {
+// each with the JSON answer written after it (on its line or the next);
+// env gives the variables the examples name ($API_TOKEN).
+func readmeCurls(t *testing.T, top string, env func(string) string) []readmeCurl {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(top, "README.md"))
 	if err != nil {
@@ -334,7 +335,7 @@ func readmeCurls(t *testing.T, top string) []readmeCurl {
 			c.want = m[1]
 		}
 		cmd, _, _ = strings.Cut(cmd, " #")
-		args := shellWords(cmd)
+		args := shellWords(cmd, env)
 		for i := 1; i < len(args); i++ {
 			switch args[i] {
 			case "-X":
@@ -360,24 +361,35 @@ func readmeCurls(t *testing.T, top string) []readmeCurl {
 }
 
 // shellWords splits a command line as sh would for the README's simple
-// cases: words, and words in single quotes.
-func shellWords(s string) []string {
+// cases: words, words in single quotes, and words in double quotes, where
+// (as outside quotes) $NAME is replaced by env(NAME).
+func shellWords(s string, env func(string) string) []string {
 	var words []string
 	var cur strings.Builder
-	quoted, in := false, false
-	for _, r := range s {
+	var quote byte // the quote we are inside, or 0
+	in := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
 		switch {
-		case r == '\'':
-			quoted = !quoted
+		case quote == 0 && (c == '\'' || c == '"'), quote != 0 && c == quote:
+			quote ^= c
 			in = true
-		case r == ' ' && !quoted:
+		case c == ' ' && quote == 0:
 			if in {
 				words = append(words, cur.String())
 				cur.Reset()
 				in = false
 			}
+		case c == '$' && quote != '\'':
+			n := i + 1
+			for n < len(s) && (s[n] == '_' || 'A' <= s[n] && s[n] <= 'Z' || 'a' <= s[n] && s[n] <= 'z' || '0' <= s[n] && s[n] <= '9') {
+				n++
+			}
+			cur.WriteString(env(s[i+1 : n]))
+			i = n - 1
+			in = true
 		default:
-			cur.WriteRune(r)
+			cur.WriteByte(c)
 			in = true
 		}
 	}
@@ -388,12 +400,28 @@ func shellWords(s string) []string {
 }
 
 // checkReadmeCurls runs the README's curl examples top to bottom against
-// the stack and compares each answer with the one the README shows (a TTL
-// may have counted down by a few seconds; "..." stands for any version).
-func checkReadmeCurls(t *testing.T, top, base string) {
+// the stack, with the variables of the engine's environment ($API_TOKEN),
+// and compares each answer with the one the README shows (a TTL may have
+// counted down by a few seconds; "..." stands for any version). The
+// quickstart's /metrics is for make run: in the stack /metrics is on the
+// API's METRICS_ADDR inside Compose's network, which the Prometheus checks
+// read.
+func checkReadmeCurls(t *testing.T, e *engine, top, base string) {
 	t.Helper()
+	env := func(name string) string {
+		for _, kv := range e.env {
+			if v, ok := strings.CutPrefix(kv, name+"="); ok {
+				return v
+			}
+		}
+		t.Fatalf("the README's curls name $%s, which the test does not set", name)
+		return ""
+	}
 	client := &http.Client{Timeout: 5 * time.Second}
-	for _, c := range readmeCurls(t, top) {
+	for _, c := range readmeCurls(t, top, env) {
+		if strings.HasSuffix(c.url, ":5000/metrics") {
+			continue
+		}
 		u := strings.Replace(c.url, "localhost:5000", strings.TrimPrefix(base, "http://"), 1)
 		if !strings.HasPrefix(u, "http") {
 			u = "http://" + u
