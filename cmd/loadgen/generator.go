@@ -273,7 +273,15 @@ func (g *generator) preloadKeys(ctx context.Context) error {
 			defer wg.Done()
 			for k := range next {
 				path := "/v1/kv/" + g.cfg.prefix + strconv.FormatUint(k, 10)
-				if code := g.send(ctx, http.MethodPut, path, body); code != http.StatusOK {
+				code := g.send(ctx, http.MethodPut, path, body)
+				// 503 is the server shedding load (more workers than its
+				// MAX_INFLIGHT_REQUESTS): back off and try again, as a
+				// client should, for a few seconds at most.
+				for wait := 10 * time.Millisecond; code == http.StatusServiceUnavailable && wait < 5*time.Second && ctx.Err() == nil; wait *= 2 {
+					time.Sleep(wait)
+					code = g.send(ctx, http.MethodPut, path, body)
+				}
+				if code != http.StatusOK {
 					errc <- fmt.Errorf("preload PUT %s answered %d", path, code)
 					return
 				}
