@@ -62,6 +62,7 @@ bench: ## benchmark against redis-benchmark, baselines and Webdis, appends to be
 
 bench-smoke: ## every step of the benchmark, briefly, with the report in a temporary file (CI)
 	BENCH_SMOKE=1 $(GO) test -tags bench -count=1 -v -run TestBench ./bench
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./internal/api
 
 fuzz: ## run each fuzz target for FUZZTIME (default 10s); crashers land in testdata/fuzz
 	$(GO) test -run '^$$' -fuzz '^FuzzKeyFieldTTL$$' -fuzztime $(FUZZTIME) ./internal/api
