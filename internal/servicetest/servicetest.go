@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -121,13 +122,26 @@ func Spawn(t testing.TB, name string, env []string, bin string, args ...string) 
 		_ = p.Wait() // killed: its status says nothing
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
-			if len(b) > 4000 {
-				b = b[len(b)-4000:]
-			}
-			t.Logf("--- tail of %s's log:\n%s", name, b)
+			t.Logf("--- last warnings and errors of %s's log:\n%s", name, notable(b, 30))
 		}
 	})
 	return p
+}
+
+// notable returns the last n lines of a log that are not info or debug
+// lines: a failing test's reason is in them, and a tail of access lines
+// would push the test's own messages out of what CI keeps.
+func notable(log []byte, n int) string {
+	var keep []string
+	for _, l := range strings.Split(strings.TrimSpace(string(log)), "\n") {
+		if !strings.Contains(l, `"level":"info"`) && !strings.Contains(l, `"level":"debug"`) {
+			keep = append(keep, l)
+		}
+	}
+	if len(keep) > n {
+		keep = keep[len(keep)-n:]
+	}
+	return strings.Join(keep, "\n")
 }
 
 // FreeAddr is 127.0.0.1 and a port no one listens on.
