@@ -13,6 +13,8 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 GOLANGCI_LINT_VERSION := v2.15.0
 GOLANGCI_LINT := $(shell $(GO) env GOPATH)/bin/golangci-lint
 FUZZTIME ?= 10s
+# CORPUS is where make contract keeps the requests it replays.
+CORPUS ?= $(CURDIR)/.ci/contract/corpus.jsonl
 # make load runs this long; 0 runs until interrupted.
 LOAD_DURATION ?= 60s
 # Gin without MessagePack, which the API never uses (as the Dockerfile builds).
@@ -45,6 +47,12 @@ swagger-ui: ## copy Swagger UI's files for /docs from the npm package pinned in 
 
 e2e: ## the Compose stack proven with local processes (needs prometheus, prometheus-redis-exporter, docker-compose)
 	$(GO) test -tags e2e -count=1 -v ./internal/e2e
+
+contract: ## replay the route and hostile-input tests' requests through Prism's validating proxy, which must find no violation (needs node 20 and npm; installs Prism in .ci/contract)
+	npm ci --prefix .ci/contract --ignore-scripts --no-audit --no-fund --loglevel=error
+	rm -f $(CORPUS)
+	DUBEBOX_CONTRACT_CORPUS=$(CORPUS) $(GO) test -count=1 ./internal/api
+	DUBEBOX_CONTRACT_CORPUS=$(CORPUS) $(GO) test -tags contract -count=1 -v -timeout 20m ./internal/contract
 
 compose-test: ## docker compose up for real, checked and torn down (starts a private dockerd when none runs; needs root, docker.io, docker-compose, debootstrap)
 	$(GO) test -tags compose -count=1 -v -timeout 40m -run '^TestCompose$$' ./internal/e2e

@@ -78,6 +78,11 @@ type Config struct {
 	// (traceparent) is followed. Empty: nothing a client sends is taken on
 	// faith.
 	TrustedProxies []string `env:"TRUSTED_PROXIES"`
+	// CORSAllowedOrigins are the origins (https://app.example.com) whose
+	// pages may call the API from a browser: preflights are answered and
+	// answers carry the CORS headers. Empty: no CORS headers, and pages on
+	// other origins cannot call the API. * (any origin) needs API_TOKEN.
+	CORSAllowedOrigins []string `env:"CORS_ALLOWED_ORIGINS"`
 	// MetricsElsewhere says that /metrics is served on METRICS_ADDR, not
 	// on the API's listener; run sets it.
 	MetricsElsewhere bool
@@ -119,6 +124,9 @@ func (c Config) Validate() error {
 	case c.APIReadToken != "" && c.APIToken == "":
 		return &setting.Error{Var: "API_READ_TOKEN", Reason: "needs API_TOKEN too: with only a read token nobody could write"}
 	}
+	if reason := checkOrigins(c.CORSAllowedOrigins, c.APIToken != ""); reason != "" {
+		return &setting.Error{Var: "CORS_ALLOWED_ORIGINS", Value: strings.Join(c.CORSAllowedOrigins, ","), Reason: reason}
+	}
 	if reason := checkPrefixes(c.TrustedProxies); reason != "" {
 		return &setting.Error{Var: "TRUSTED_PROXIES", Value: strings.Join(c.TrustedProxies, ","), Reason: reason}
 	}
@@ -158,11 +166,13 @@ type handler struct {
 // New returns the HTTP handler. Its middleware, in this order: request id,
 // the trace context of untrusted clients dropped, tracing (otelgin), the
 // access log (one line per request, failures and panics included), panic
-// recovery, metrics, the limits on the URL and the headers; then, on the
-// data routes, the data answers' headers, the browser guard (cross-origin
+// recovery, metrics, CORS (when CORS_ALLOWED_ORIGINS is set; it answers
+// preflights), the limits on the URL and the headers; then, on the data
+// routes, the data answers' headers, the browser guard (cross-origin
 // writes, the Host of a token-less instance), auth (with its own limit on
-// failures), the rate limit, the bound on requests in flight and the
-// refusal of conditions a route does not take.
+// failures), the rate limit, the bound on requests in flight, the refusal
+// of query parameters a route does not take and of conditions it does not
+// take. Every GET route answers HEAD; OPTIONS is answered on every route.
 func New(cfg Config, deps Deps) http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	h := &handler{
@@ -176,6 +186,10 @@ func New(cfg Config, deps Deps) http.Handler {
 	if err != nil {
 		// The document is embedded and the tests parse it: this is a build
 		// that was never tested.
+		panic(err)
+	}
+	query, err := queryParams(doc)
+	if err != nil {
 		panic(err)
 	}
 	r := gin.New()
@@ -209,72 +223,95 @@ func New(cfg Config, deps Deps) http.Handler {
 		h.accessLog(),
 		h.recoverPanics,
 		httpMetrics(deps.Metrics),
-		h.headerLimit(cfg.MaxHeaderBytes),
 	)
+	if policy := corsPolicy(cfg.CORSAllowedOrigins); policy != nil {
+		r.Use(policy)
+	}
+	r.Use(h.headerLimit(cfg.MaxHeaderBytes))
 	r.NoRoute(h.handle(func(*gin.Context) error {
 		return &Error{Code: CodeNotFound, Message: "no such route"}
 	}))
-	r.NoMethod(h.handle(func(*gin.Context) error {
-		return &Error{Code: CodeMethodNotAllowed, Message: "method not allowed on this route"}
-	}))
+	r.NoMethod(h.handle(h.noMethod))
 
-	r.GET("/", h.home)
-	r.GET("/healthz", h.healthz)
-	r.GET("/readyz", h.handle(h.readyz))
+	get(&r.RouterGroup, "/", h.home)
+	get(&r.RouterGroup, "/healthz", h.healthz)
+	get(&r.RouterGroup, "/readyz", h.handle(h.readyz))
 	if !cfg.MetricsElsewhere {
-		r.GET("/metrics", gin.WrapH(deps.Metrics.Handler()))
+		get(&r.RouterGroup, "/metrics", gin.WrapH(deps.Metrics.Handler()))
 	}
-	r.GET("/openapi.json", func(c *gin.Context) { c.Data(http.StatusOK, "application/json", doc) })
-	r.GET("/docs", h.handle(h.docsAsset))
-	r.GET("/docs/:asset", h.handle(h.docsAsset))
+	get(&r.RouterGroup, "/openapi.json", func(c *gin.Context) { c.Data(http.StatusOK, "application/json", doc) })
+	get(&r.RouterGroup, "/docs", h.handle(h.docsAsset))
+	get(&r.RouterGroup, "/docs/:asset", h.handle(h.docsAsset))
 
 	data := r.Group("/", dataHeaders, h.browserGuard(), h.auth(newClientLimiter(authFailureRPS, authFailureBurst)))
 	if cfg.RateLimitRPS > 0 {
 		data.Use(h.rateLimit(newClientLimiter(cfg.RateLimitRPS, max(cfg.RateLimitBurst, 1))))
 	}
-	data.Use(h.inflight(cfg.MaxInflight), h.refuseConditions)
+	data.Use(h.inflight(cfg.MaxInflight), h.refuseUnknownQuery(query), h.refuseConditions)
+	// The tutorial's write through a GET; HEAD must not write, so it has
+	// none.
 	data.GET("/set/:key/:value", h.handle(h.seedSet))
-	data.GET("/get/:key", h.handle(h.seedGet))
+	get(data, "/get/:key", h.handle(h.seedGet))
 
 	// Gin reads an escaped colon as a colon, not the start of a parameter.
 	data.POST(strings.ReplaceAll(batchGetPath, ":", "\\:"), h.handle(h.batchGet))
 	kv := data.Group("/v1/kv/:key")
 	kv.PUT("", h.handle(h.putString))
-	kv.GET("", h.handle(h.getString))
+	get(kv, "", h.handle(h.getString))
 	kv.DELETE("", h.handle(h.deleteKey(typeString)))
-	kv.GET("/ttl", h.handle(h.ttlOf(typeString, h.store.TTL)))
+	get(kv, "/ttl", h.handle(h.ttlOf(typeString, h.store.TTL)))
 	kv.PUT("/ttl", h.handle(h.putTTL(typeString)))
 	kv.DELETE("/ttl", h.handle(h.ttlOf(typeString, h.store.Persist)))
 	kv.POST("/incr", h.handle(h.incr))
 
 	// What every key has, whatever its type: hashes and lists get their
 	// TTL here, where no field name can collide with it.
-	data.GET("/v1/keys", h.handle(h.listKeys))
+	get(data, "/v1/keys", h.handle(h.listKeys))
 	keys := data.Group("/v1/keys/:key")
-	keys.GET("", h.handle(h.keyInfo))
+	get(keys, "", h.handle(h.keyInfo))
 	keys.DELETE("", h.handle(h.deleteKey(anyType)))
-	keys.GET("/ttl", h.handle(h.ttlOf(anyType, h.store.TTL)))
+	get(keys, "/ttl", h.handle(h.ttlOf(anyType, h.store.TTL)))
 	keys.PUT("/ttl", h.handle(h.putTTL(anyType)))
 	keys.DELETE("/ttl", h.handle(h.ttlOf(anyType, h.store.Persist)))
 
 	hash := data.Group("/v1/hash/:key")
 	hash.PUT("", h.handle(h.putHash))
-	hash.GET("", h.handle(h.getHash))
+	get(hash, "", h.handle(h.getHash))
 	hash.DELETE("", h.handle(h.deleteKey(typeHash)))
-	hash.GET("/:field", h.handle(h.getField))
+	get(hash, "/:field", h.handle(h.getField))
 	hash.PUT("/:field", h.handle(h.putField))
 	hash.DELETE("/:field", h.handle(h.deleteField))
 	hash.POST("/:field/incr", h.handle(h.incrField))
 
 	list := data.Group("/v1/list/:key")
-	list.GET("", h.handle(h.getList))
+	get(list, "", h.handle(h.getList))
 	list.DELETE("", h.handle(h.deleteKey(typeList)))
-	list.GET("/length", h.handle(h.listLength))
+	get(list, "/length", h.handle(h.listLength))
 	list.POST("/push", h.handle(h.push))
 	list.POST("/pop", h.handle(h.pop))
 	list.POST("/remove", h.handle(h.removeValues))
 	list.POST("/trim", h.handle(h.trim))
 	return r
+}
+
+// get serves a GET route and HEAD on the same path, as RFC 9110 asks of
+// every resource that answers GET: the same handlers, whose answer's body
+// the HTTP server drops for HEAD (it keeps the headers and the length).
+func get(g *gin.RouterGroup, path string, handlers ...gin.HandlerFunc) {
+	g.GET(path, handlers...)
+	g.HEAD(path, handlers...)
+}
+
+// noMethod answers a method the path does not serve: OPTIONS with 204 and
+// the methods it does serve, in Allow (Gin has set it); any other with 405
+// and the same Allow.
+func (h *handler) noMethod(c *gin.Context) error {
+	c.Header("Allow", c.Writer.Header().Get("Allow")+", OPTIONS")
+	if c.Request.Method == http.MethodOptions {
+		c.Status(http.StatusNoContent)
+		return nil
+	}
+	return &Error{Code: CodeMethodNotAllowed, Message: "method not allowed on this route; Allow lists those it takes"}
 }
 
 func (h *handler) home(c *gin.Context) {

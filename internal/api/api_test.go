@@ -310,6 +310,19 @@ func keysOf(t *testing.T, e *env) map[string]string {
 	return out
 }
 
+// stored is a string key's value in Redis (the key as the API names it),
+// "" when it does not exist or holds another type.
+func stored(t *testing.T, e *env, key string) string {
+	t.Helper()
+	return e.rdb.Get(t.Context(), e.prefix+key).Val()
+}
+
+// exists reports whether the API's key exists in Redis, whatever its type.
+func exists(t *testing.T, e *env, key string) bool {
+	t.Helper()
+	return e.rdb.Exists(t.Context(), e.prefix+key).Val() == 1
+}
+
 func assertJSON(t *testing.T, got []byte, want string) {
 	t.Helper()
 	var g, w any

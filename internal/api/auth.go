@@ -131,5 +131,5 @@ func IsRead(method, route string) bool {
 	case strings.HasPrefix(route, "/set/"):
 		return false
 	}
-	return method == http.MethodGet
+	return method == http.MethodGet || method == http.MethodHead
 }

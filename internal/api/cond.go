@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/dubebox/dubebox/internal/store"
@@ -40,6 +41,19 @@ func conditional(c *gin.Context, plain func() error, ifCond func(store.Condition
 		return plain()
 	}
 	return ifCond(*cond)
+}
+
+// deleteIf runs a conditional delete. If-None-Match: * holds only when
+// there is nothing to delete, and then the answer is the one without it:
+// 404, as RFC 9110 has a request whose precondition held answered as if it
+// had none.
+func deleteIf(del func(store.Condition) error) func(store.Condition) error {
+	return func(cond store.Condition) error {
+		if err := del(cond); err != nil || !cond.Absent {
+			return err
+		}
+		return store.ErrNotFound
+	}
 }
 
 // condition reads a write's If-Match or If-None-Match; nil when it has
@@ -81,27 +95,38 @@ func condition(c *gin.Context) (*store.Condition, error) {
 	return nil, nil
 }
 
-// notModified sets the ETag of a read's value and, when If-None-Match
-// names it (compared weakly, as RFC 9110 says for If-None-Match) or is *,
-// answers 304; it says whether it did, and the read is then answered.
-func notModified(c *gin.Context, value string) bool {
+// readConditions applies a read's preconditions as RFC 9110 orders them:
+// If-Match first (412 unless a tag matches strongly, or *), then
+// If-None-Match (304 when a tag matches weakly, or for *), and sets the
+// ETag of the value on a 200 or 304. It says whether the read is answered
+// already.
+func readConditions(c *gin.Context, value string) (bool, error) {
 	tag := etag(value)
-	c.Header("ETag", tag)
+	if header := strings.Join(c.Request.Header.Values("If-Match"), ","); header != "" {
+		tags, err := entityTags(header)
+		if err != nil {
+			return false, err
+		}
+		if !slices.ContainsFunc(tags, func(t string) bool { return t == "*" || t == tag }) {
+			return false, &Error{Code: CodePreconditionFailed, Message: "the value's entity tag is none of those If-Match names: it has changed since"}
+		}
+	}
 	header := strings.Join(c.Request.Header.Values("If-None-Match"), ",")
-	if header == "" {
-		return false
+	var tags []string
+	if header != "" {
+		var err error
+		if tags, err = entityTags(header); err != nil {
+			return false, err
+		}
 	}
-	tags, err := entityTags(header)
-	if err != nil {
-		return false
-	}
+	c.Header("ETag", tag)
 	for _, t := range tags {
 		if t == "*" || strings.TrimPrefix(t, "W/") == tag {
 			c.Status(http.StatusNotModified)
-			return true
+			return true, nil
 		}
 	}
-	return false
+	return false, nil
 }
 
 // entityTags splits an If-Match or If-None-Match list: *, or quoted tags,
@@ -120,12 +145,28 @@ func entityTags(header string) ([]string, error) {
 	return out, nil
 }
 
-// refuseConditions answers 400 to a write with If-Match or If-None-Match
-// on a route that does not take them.
+// taggedReads are the reads whose answer carries an ETag, and so take
+// If-Match and If-None-Match (HEAD as GET).
+var taggedReads = map[string]bool{
+	"/v1/kv/:key":          true,
+	"/v1/hash/:key/:field": true,
+	"/get/:key":            true,
+}
+
+// refuseConditions answers 400 to a request with If-Match or If-None-Match
+// on a route that does not take them, rather than ignore a condition its
+// client relies on.
 func (h *handler) refuseConditions(c *gin.Context) {
-	route := c.Request.Method + " " + c.FullPath()
+	method, route := c.Request.Method, c.FullPath()
 	conditional := c.GetHeader("If-Match") != "" || c.GetHeader("If-None-Match") != ""
-	if conditional && !IsRead(c.Request.Method, c.FullPath()) && !conditionalWrites[route] {
+	switch {
+	case !conditional:
+	case method == http.MethodGet || method == http.MethodHead:
+		if !taggedReads[route] {
+			h.respond(c, invalid("this route's answer has no entity tag, so it takes no If-Match or If-None-Match: reads of /v1/kv/:key, /v1/hash/:key/:field and /get/:key do"))
+			return
+		}
+	case !conditionalWrites[method+" "+route]:
 		h.respond(c, invalid("this route does not take If-Match or If-None-Match: they apply to PUT and DELETE of /v1/kv/:key and /v1/hash/:key/:field"))
 		return
 	}

@@ -29,8 +29,41 @@ var encodeOptions = json.JoinOptions(
 )
 
 // decodeOptions refuse what the document does not describe: members it
-// does not name, besides the defaults above.
-var decodeOptions = json.RejectUnknownMembers(true)
+// does not name, and null anywhere but in an optionalTTL, besides the
+// defaults above. (By default null decodes as the zero value: "by": null
+// would add 0 and a null in "values" would push "".)
+var decodeOptions = json.JoinOptions(
+	json.RejectUnknownMembers(true),
+	json.WithUnmarshalers(json.UnmarshalFromFunc(refuseNull)),
+)
+
+// errNull is the reason a null is refused.
+var errNull = errors.New("must not be null")
+
+func refuseNull(dec *jsontext.Decoder, v any) error {
+	if _, ok := v.(*optionalTTL); !ok && dec.PeekKind() == 'n' {
+		return errNull
+	}
+	return errors.ErrUnsupported // decode as usual
+}
+
+// optionalTTL is a ttl_seconds the document lets be absent or null, which
+// mean the same.
+type optionalTTL struct{ seconds *int64 }
+
+func (o *optionalTTL) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	if dec.PeekKind() == 'n' {
+		_, err := dec.ReadToken()
+		o.seconds = nil
+		return err
+	}
+	var n int64
+	if err := json.UnmarshalDecode(dec, &n); err != nil {
+		return err
+	}
+	o.seconds = &n
+	return nil
+}
 
 // reply answers status with v as JSON. The encoder writes to the
 // connection as it goes, holding at most about one value at a time, so a
@@ -107,6 +140,8 @@ func semanticMessage(e *json.SemanticError) string {
 		return "request body has an unknown member " + quote(where)
 	case where == "":
 		return "request body must be a JSON object"
+	case errors.Is(e.Err, errNull):
+		return fmt.Sprintf("%s must not be null", where)
 	case e.GoType != nil:
 		return fmt.Sprintf("%s must be %s", where, kindOf(e.GoType.String()))
 	}

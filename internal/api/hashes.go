@@ -59,7 +59,7 @@ type fieldWrittenResponse struct {
 
 type putHashRequest struct {
 	Fields     map[string]string `json:"fields"`
-	TTLSeconds *int64            `json:"ttl_seconds"`
+	TTLSeconds optionalTTL       `json:"ttl_seconds"`
 }
 
 func (h *handler) putHash(c *gin.Context) error {
@@ -84,7 +84,7 @@ func (h *handler) putHash(c *gin.Context) error {
 		}
 		names = append(names, f)
 	}
-	ttl, err := ttlFromSeconds(req.TTLSeconds)
+	ttl, err := ttlFromSeconds(req.TTLSeconds.seconds)
 	if err != nil {
 		return err
 	}
@@ -136,8 +136,8 @@ func (h *handler) getField(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	if notModified(c, v) {
-		return nil
+	if done, err := readConditions(c, v); done || err != nil {
+		return err
 	}
 	h.reply(c, http.StatusOK, fieldResponse{Key: key, Field: field, Value: v})
 	return nil
@@ -180,7 +180,7 @@ func (h *handler) deleteField(c *gin.Context) error {
 	ctx := c.Request.Context()
 	err = conditional(c,
 		func() error { return h.store.HDelField(ctx, key, field) },
-		func(cond store.Condition) error { return h.store.HDelFieldIf(ctx, key, field, cond) })
+		deleteIf(func(cond store.Condition) error { return h.store.HDelFieldIf(ctx, key, field, cond) }))
 	if err != nil {
 		return err
 	}

@@ -8,11 +8,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/dubebox/dubebox/internal/api"
 	"github.com/dubebox/dubebox/internal/config"
+	"github.com/dubebox/dubebox/internal/contract"
 	"github.com/dubebox/dubebox/internal/redistest"
 	"github.com/dubebox/dubebox/internal/store"
 	"github.com/dubebox/dubebox/observability"
@@ -165,6 +167,7 @@ func (e *env) do(t testing.TB, method, path, body string, headers ...string) *ht
 	w := httptest.NewRecorder()
 	e.h.ServeHTTP(w, req)
 	checkAgainstOpenAPI(t, req, []byte(body), w)
+	record(t, req, body)
 	return w
 }
 
@@ -176,7 +179,46 @@ func (e *env) doFrom(t testing.TB, remote, method, path string) *httptest.Respon
 	w := httptest.NewRecorder()
 	e.h.ServeHTTP(w, req)
 	checkAgainstOpenAPI(t, req, nil, w)
+	record(t, req, "")
 	return w
+}
+
+// corpus is where the route tests' requests are written when
+// DUBEBOX_CONTRACT_CORPUS names a file: make contract replays them through
+// a validator this project did not write (internal/contract).
+var corpus = sync.OnceValues(func() (*corpusFile, error) {
+	path := os.Getenv("DUBEBOX_CONTRACT_CORPUS")
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return &corpusFile{enc: json.NewEncoder(f)}, nil
+})
+
+type corpusFile struct {
+	mu  sync.Mutex
+	enc *json.Encoder
+}
+
+// record writes one request to the corpus, if there is one. The Host and
+// the client's address are the replay's own.
+func record(t testing.TB, req *http.Request, body string) {
+	t.Helper()
+	c, err := corpus()
+	if err != nil {
+		t.Fatalf("DUBEBOX_CONTRACT_CORPUS: %v", err)
+	}
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.enc.Encode(contract.Request{Method: req.Method, Target: req.RequestURI, Header: req.Header, Body: body}); err != nil {
+		t.Fatalf("DUBEBOX_CONTRACT_CORPUS: %v", err)
+	}
 }
 
 // decode parses a JSON response body into a generic map.

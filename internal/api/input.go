@@ -2,8 +2,11 @@ package api
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -182,5 +185,40 @@ func once(c *gin.Context) (store.Once, error) {
 func replayed(c *gin.Context, again bool) {
 	if again {
 		c.Header("Idempotent-Replayed", "true")
+	}
+}
+
+// refuseUnknownQuery answers 400 to a request with a query parameter its
+// route does not take (a misspelt ?limt=5 would otherwise be ignored and
+// the default used), naming it and those the route takes. taken maps
+// "METHOD /route" to its parameters, from the document (queryParams); HEAD
+// takes what GET takes.
+func (h *handler) refuseUnknownQuery(taken map[string][]string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if c.Request.URL.RawQuery == "" {
+			c.Next()
+			return
+		}
+		method := c.Request.Method
+		if method == http.MethodHead {
+			method = http.MethodGet
+		}
+		names := taken[method+" "+strings.ReplaceAll(c.FullPath(), `\:`, ":")]
+		query, err := url.ParseQuery(c.Request.URL.RawQuery)
+		if err != nil {
+			h.respond(c, invalid("the query string is not valid: "+plain(err)))
+			return
+		}
+		for _, name := range slices.Sorted(maps.Keys(query)) {
+			if !slices.Contains(names, name) {
+				msg := fmt.Sprintf("unknown query parameter %q: this route takes none", name)
+				if len(names) > 0 {
+					msg = fmt.Sprintf("unknown query parameter %q: this route takes %s", name, strings.Join(names, ", "))
+				}
+				h.respond(c, invalid(msg))
+				return
+			}
+		}
+		c.Next()
 	}
 }

@@ -68,7 +68,7 @@ func (h *handler) deleteKey(typ string) func(*gin.Context) error {
 		del := func() error { return h.store.Delete(ctx, key, typ) }
 		if typ == typeString {
 			// Only a string's DELETE takes If-Match (refuseConditions).
-			err = conditional(c, del, func(cond store.Condition) error { return h.store.DeleteIf(ctx, key, cond) })
+			err = conditional(c, del, deleteIf(func(cond store.Condition) error { return h.store.DeleteIf(ctx, key, cond) }))
 		} else {
 			err = del()
 		}

@@ -75,9 +75,9 @@ func count(v *int, def int) (int, error) {
 }
 
 type pushRequest struct {
-	Values     []string `json:"values"`
-	End        *string  `json:"end"`
-	TTLSeconds *int64   `json:"ttl_seconds"`
+	Values     []string    `json:"values"`
+	End        *string     `json:"end"`
+	TTLSeconds optionalTTL `json:"ttl_seconds"`
 }
 
 // push adds values at the tail (or the head) of a list, creating it, and
@@ -103,7 +103,7 @@ func (h *handler) push(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	ttl, err := ttlFromSeconds(req.TTLSeconds)
+	ttl, err := ttlFromSeconds(req.TTLSeconds.seconds)
 	if err != nil {
 		return err
 	}

@@ -7,8 +7,12 @@ import (
 	"mime"
 	"net/http"
 	"path"
+	"regexp"
+	"strings"
 
 	"github.com/gin-gonic/gin"
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/goccy/go-yaml"
 )
 
@@ -60,3 +64,62 @@ func (h *handler) docsAsset(c *gin.Context) error {
 	c.Data(http.StatusOK, ctype, b)
 	return nil
 }
+
+// queryParams reads from the document, for each operation as the router
+// names it ("GET /v1/keys/:key"), the query parameters it takes: the
+// document is the one list, and a parameter it does not name is refused
+// (refuseUnknownQuery).
+func queryParams(doc []byte) (map[string][]string, error) {
+	type param struct {
+		Ref  string `json:"$ref"`
+		Name string `json:"name"`
+		In   string `json:"in"`
+	}
+	var d struct {
+		Paths      map[string]map[string]jsontext.Value `json:"paths"`
+		Components struct {
+			Parameters map[string]param `json:"parameters"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(doc, &d); err != nil {
+		return nil, err
+	}
+	query := func(ps []param) []string {
+		var out []string
+		for _, p := range ps {
+			if ref, ok := strings.CutPrefix(p.Ref, "#/components/parameters/"); ok {
+				p = d.Components.Parameters[ref]
+			}
+			if p.In == "query" {
+				out = append(out, p.Name)
+			}
+		}
+		return out
+	}
+	out := map[string][]string{}
+	for path, item := range d.Paths {
+		var shared []param
+		if raw, ok := item["parameters"]; ok {
+			if err := json.Unmarshal(raw, &shared); err != nil {
+				return nil, err
+			}
+		}
+		route := pathParam.ReplaceAllString(path, ":$1")
+		for method, raw := range item {
+			if method == "parameters" {
+				continue
+			}
+			var op struct {
+				Parameters []param `json:"parameters"`
+			}
+			if err := json.Unmarshal(raw, &op); err != nil {
+				return nil, err
+			}
+			out[strings.ToUpper(method)+" "+route] = append(query(shared), query(op.Parameters)...)
+		}
+	}
+	return out, nil
+}
+
+// pathParam is a path template's parameter, {key}.
+var pathParam = regexp.MustCompile(`\{([a-z]+)\}`)

@@ -80,8 +80,22 @@ func checkAgainstOpenAPI(t testing.TB, req *http.Request, body []byte, w *httpte
 		// (curl -d sends a form type), as the document's description says.
 		req.Header.Set("Content-Type", "application/json")
 	}
+	switch req.Method {
+	case http.MethodOptions:
+		checkOptions(t, req, w)
+		return
+	case http.MethodHead:
+		// HEAD answers what GET would; the recorder keeps the body the
+		// HTTP server drops, so GET's description applies whole.
+		req.Method = http.MethodGet
+	}
 	route, params, err := d.router.FindRoute(req)
-	if err != nil {
+	if w.Code == http.StatusMethodNotAllowed && w.Header().Get("Allow") == "" {
+		t.Errorf("%s %s answered 405 without Allow", req.Method, req.URL)
+	}
+	if err != nil || w.Code == http.StatusMethodNotAllowed {
+		// 405 is no operation's: the path does not serve the method (the
+		// document's introduction describes it).
 		if w.Code < 400 {
 			t.Errorf("%s %s answered %d but openapi.yaml does not describe it: %v", req.Method, req.URL, w.Code, err)
 			return
@@ -115,6 +129,51 @@ func checkAgainstOpenAPI(t testing.TB, req *http.Request, body []byte, w *httpte
 	if err := openapi3filter.ValidateResponse(ctx, out); err != nil {
 		t.Errorf("%s %s answered %d, which openapi.yaml does not allow: %v", req.Method, req.URL, w.Code, err)
 	}
+	checkHeadersDeclared(t, req, route, w)
+}
+
+// generalHeaders are the answer headers the document's introduction
+// describes for every answer (HTTP's own, the data answers' caching and
+// sniffing rules, CORS), rather than each response.
+var generalHeaders = []string{"Content-Type", "Content-Length", "Date", "Cache-Control", "X-Content-Type-Options",
+	"Content-Security-Policy", "Vary", "Allow"}
+
+// checkHeadersDeclared checks the answer's headers against its response's
+// description both ways: each header sent is declared there (or is one of
+// generalHeaders), and each declared required is sent.
+func checkHeadersDeclared(t testing.TB, req *http.Request, route *routers.Route, w *httptest.ResponseRecorder) {
+	t.Helper()
+	resp := route.Operation.Responses.Status(w.Code)
+	if resp == nil || resp.Value == nil {
+		return // ValidateResponse has said so
+	}
+	declared := map[string]bool{}
+	for name, h := range resp.Value.Headers {
+		declared[http.CanonicalHeaderKey(name)] = true
+		if h.Value != nil && h.Value.Required && w.Header().Get(name) == "" {
+			t.Errorf("%s %s answered %d without %s, which openapi.yaml says it always has", req.Method, req.URL, w.Code, name)
+		}
+	}
+	for name := range w.Header() {
+		if !declared[name] && !slices.Contains(generalHeaders, name) && !strings.HasPrefix(name, "Access-Control-") {
+			t.Errorf("%s %s answered %d with %s, which openapi.yaml does not declare on that response", req.Method, req.URL, w.Code, name)
+		}
+	}
+}
+
+// checkOptions checks an OPTIONS answer: 204 with the methods in Allow, or
+// a CORS preflight's answer, which rs/cors makes.
+func checkOptions(t testing.TB, req *http.Request, w *httptest.ResponseRecorder) {
+	t.Helper()
+	switch {
+	case w.Code == http.StatusNotFound:
+		// No such route: the error shape, checked by the caller's tests.
+	case w.Code != http.StatusNoContent:
+		t.Errorf("OPTIONS %s answered %d, want 204", req.URL, w.Code)
+	case req.Header.Get("Access-Control-Request-Method") != "":
+	case !strings.Contains(w.Header().Get("Allow"), "OPTIONS"):
+		t.Errorf("OPTIONS %s: Allow %q does not list OPTIONS", req.URL, w.Header().Get("Allow"))
+	}
 }
 
 // TestOpenAPIDescribesEveryRoute compares the router's routes with the
@@ -129,8 +188,15 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	e := newEnv(t, "")
 	param := regexp.MustCompile(`/:([a-z]+)`)
 	var served, documented []string
+	var heads []string
 	for _, r := range routesOf(t, e) {
-		served = append(served, r.Method+" "+param.ReplaceAllString(r.Path, "/{$1}"))
+		route := r.Method + " " + param.ReplaceAllString(r.Path, "/{$1}")
+		if r.Method == http.MethodHead {
+			// HEAD is described once, in the document's introduction.
+			heads = append(heads, strings.TrimPrefix(route, "HEAD "))
+			continue
+		}
+		served = append(served, route)
 	}
 	for path, item := range d.Paths.Map() {
 		for method := range item.Operations() {
@@ -147,6 +213,9 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	for _, s := range documented {
 		if !slices.Contains(served, s) {
 			t.Errorf("described in openapi.yaml but not served: %s", s)
+		}
+		if path, ok := strings.CutPrefix(s, "GET "); ok && !slices.Contains(heads, path) && path != "/set/{key}/{value}" {
+			t.Errorf("GET %s is served but HEAD is not", path)
 		}
 	}
 }

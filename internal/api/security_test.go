@@ -203,8 +203,10 @@ document.getElementById('f').submit();
 	if strings.Contains(result, "the-secret-value") {
 		t.Errorf("a page on another origin read the value: %q", result)
 	}
-	if keys := keysOf(t, e); keys["csrf"] != "" || keys["l"] != "" || keys["form"] != "" {
-		t.Errorf("a page on another origin wrote: %v", keys)
+	for _, k := range []string{"csrf", "l", "form"} {
+		if exists(t, e, k) {
+			t.Errorf("a page on another origin wrote %s", k)
+		}
 	}
 	// DNS rebinding: the page's own name now points at 127.0.0.1, so the
 	// browser takes the API for the page's origin and would let it read.

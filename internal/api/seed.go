@@ -59,8 +59,12 @@ func (h *handler) seedGet(c *gin.Context) error {
 	case err != nil:
 		return err
 	default:
+		done, err := readConditions(c, s.Value)
+		if err != nil {
+			return err
+		}
 		source(c, s)
-		if notModified(c, s.Value) {
+		if done {
 			return nil
 		}
 		h.reply(c, http.StatusOK, seedGetResponse{Key: key, Value: &s.Value})

@@ -43,8 +43,8 @@ type intResponse struct {
 }
 
 type putStringRequest struct {
-	Value      *string `json:"value"`
-	TTLSeconds *int64  `json:"ttl_seconds"`
+	Value      *string     `json:"value"`
+	TTLSeconds optionalTTL `json:"ttl_seconds"`
 }
 
 func (h *handler) putString(c *gin.Context) error {
@@ -60,7 +60,7 @@ func (h *handler) putString(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	ttl, err := ttlFromSeconds(req.TTLSeconds)
+	ttl, err := ttlFromSeconds(req.TTLSeconds.seconds)
 	if err != nil {
 		return err
 	}
@@ -73,8 +73,8 @@ func (h *handler) putString(c *gin.Context) error {
 	}
 	c.Header("ETag", etag(value))
 	resp := writtenResponse{Key: key, TTLSeconds: -1}
-	if req.TTLSeconds != nil {
-		resp.TTLSeconds = *req.TTLSeconds
+	if req.TTLSeconds.seconds != nil {
+		resp.TTLSeconds = *req.TTLSeconds.seconds
 	}
 	h.reply(c, http.StatusOK, resp)
 	return nil
@@ -89,8 +89,12 @@ func (h *handler) getString(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	done, err := readConditions(c, s.Value)
+	if err != nil {
+		return err
+	}
 	source(c, s)
-	if notModified(c, s.Value) {
+	if done {
 		return nil
 	}
 	h.reply(c, http.StatusOK, stringResponse{Key: key, Value: s.Value, TTLSeconds: ttlSeconds(s.TTL)})

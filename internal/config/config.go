@@ -499,7 +499,11 @@ func parseReason(s variable, pe env.ParseError) string {
 	case pe.Type.Kind() == reflect.Bool:
 		return "want true or false"
 	case pe.Type.Kind() == reflect.Float64:
-		return "want a number, 0 for off"
+		lo, hi, _ := strings.Cut(s.valid, "..")
+		if hi != "" {
+			return "want a number from " + lo + " to " + hi
+		}
+		return "want a number of at least " + lo + ", 0 for off"
 	case pe.Type.Kind() == reflect.Int:
 		lo, hi, _ := strings.Cut(s.valid, "..")
 		return fmt.Sprintf("want a whole number from %s to %s", lo, hi)

@@ -2,6 +2,9 @@ package config_test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -348,6 +351,60 @@ func TestListenWithoutToken(t *testing.T) {
 		c, err := config.Load(env(tc.env))
 		if err != nil || c.HTTP.ListenAddr != tc.want {
 			t.Errorf("%v: listens on %q (%v), want %s", tc.env, c.HTTP.ListenAddr, err, tc.want)
+		}
+	}
+}
+
+// TestReferenceDescribesEveryVariable checks the configuration table of
+// docs/reference.md against Vars: each variable has a row (a row may name
+// several, as `A`, `B`), and each row names only variables the service
+// reads.
+func TestReferenceDescribesEveryVariable(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "reference.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| (`[A-Z0-9_]+`(?:, `[A-Z0-9_]+`)*) \\|")
+	name := regexp.MustCompile("`([A-Z0-9_]+)`")
+	described := map[string]bool{}
+	for _, m := range row.FindAllStringSubmatch(string(b), -1) {
+		for _, n := range name.FindAllStringSubmatch(m[1], -1) {
+			described[n[1]] = true
+		}
+	}
+	read := map[string]bool{}
+	for _, v := range config.Vars() {
+		read[v.Name] = true
+		if !described[v.Name] {
+			t.Errorf("%s is read but has no row in docs/reference.md's configuration table", v.Name)
+		}
+	}
+	for n := range described {
+		if !read[n] {
+			t.Errorf("docs/reference.md's table describes %s, which the service does not read", n)
+		}
+	}
+}
+
+// TestRangeMessages: a refused number is told the range its variable takes.
+func TestRangeMessages(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, value, want string }{
+		{"OTEL_TRACES_SAMPLER_ARG", "2", "want a number from 0 to 1"},
+		{"OTEL_TRACES_SAMPLER_ARG", "-1", "want a number from 0 to 1"},
+		{"OTEL_TRACES_SAMPLER_ARG", "half", "want a number from 0 to 1"},
+		{"RATE_LIMIT_RPS", "-1", "want a number of at least 0, 0 for off"},
+		{"RATE_LIMIT_RPS", "fast", "want a number of at least 0, 0 for off"},
+	} {
+		_, err := config.Load(func(k string) string {
+			if k == tc.name {
+				return tc.value
+			}
+			return ""
+		})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s=%s: %v, want %q", tc.name, tc.value, err, tc.want)
 		}
 	}
 }
