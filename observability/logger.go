@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"go.uber.org/zap"
@@ -29,13 +30,19 @@ func NewLogger(w io.Writer, level zapcore.Level, format string) (*zap.Logger, fu
 	enc.TimeKey = "ts"
 	enc.EncodeTime = zapcore.RFC3339NanoTimeEncoder
 	// Durations are milliseconds with a fraction: most Redis calls take
-	// well under one.
+	// well under one. Only measured times (duration, the slowest Redis
+	// call) are logged so, as the reference says; settings are logged as
+	// Go writes them ("5s"), with their unit.
 	enc.EncodeDuration = func(d time.Duration, pe zapcore.PrimitiveArrayEncoder) {
 		pe.AppendFloat64(float64(d) / float64(time.Millisecond))
 	}
 	var encoder zapcore.Encoder
 	if format == "console" {
-		enc.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		// Colours only on a terminal: in a file they are escape codes.
+		enc.EncodeLevel = zapcore.CapitalLevelEncoder
+		if isTerminal(w) {
+			enc.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		}
 		encoder = zapcore.NewConsoleEncoder(enc)
 	} else {
 		encoder = zapcore.NewJSONEncoder(enc)
@@ -44,6 +51,17 @@ func NewLogger(w io.Writer, level zapcore.Level, format string) (*zap.Logger, fu
 	core := zapcore.NewCore(encoder, buffered, level)
 	log := zap.New(flushOnError{core, buffered}, zap.AddCaller(), zap.AddStacktrace(zapcore.DPanicLevel), zap.ErrorOutput(buffered))
 	return log, func() { _ = buffered.Stop() }
+}
+
+// isTerminal reports whether w is a character device (a terminal), as
+// tools that colour their output check.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 // flushOnError is a core that flushes the buffer after every line at warn

@@ -1,7 +1,10 @@
 package observability_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -41,5 +44,26 @@ func TestLoggerBuffersAndFlushes(t *testing.T) {
 	flush()
 	if !strings.Contains(out.String(), `"msg":"last"`) || strings.Contains(out.String(), "hidden") {
 		t.Errorf("after flush: %q", out.String())
+	}
+}
+
+// TestConsoleWithoutColourInAFile: make run's console lines written to a
+// file (or a pipe) carry no escape codes; on a terminal they are coloured.
+func TestConsoleWithoutColourInAFile(t *testing.T) {
+	t.Parallel()
+	f, err := os.Create(filepath.Join(t.TempDir(), "run.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, flush := observability.NewLogger(f, zapcore.InfoLevel, "console")
+	log.Warn("hello")
+	flush()
+	_ = f.Close()
+	b, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte("\x1b[")) || !bytes.Contains(b, []byte("WARN")) {
+		t.Errorf("a console line in a file: %q, want WARN without escape codes", b)
 	}
 }

@@ -2,7 +2,8 @@
 //
 // With the single argument "healthcheck" it instead asks the server on
 // HTTP_ADDR for /healthz and exits 0 when it answers 200: the container image
-// has no shell or curl, so its health check is the binary itself.
+// has no shell or curl, so its health check is the binary itself. With
+// --help it lists its settings (environment variables) and exits 0.
 package main
 
 import (
@@ -48,6 +49,10 @@ func main() {
 // ready is not nil it receives the listening address once the server
 // accepts connections (tests listen on :0).
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer, ready chan<- string) error {
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help") {
+		usage(stdout)
+		return nil
+	}
 	cfg, err := config.Load(getenv)
 	if err != nil {
 		return err
@@ -56,7 +61,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return healthcheck(ctx, cfg.HTTP.ListenAddr)
 	}
 	if len(args) > 0 {
-		return &config.Error{Var: "arguments", Value: fmt.Sprint(args), Reason: "the only argument accepted is healthcheck"}
+		return &config.Error{Var: "arguments", Value: fmt.Sprint(args), Reason: "the only arguments accepted are healthcheck and --help"}
 	}
 
 	// The runtime has already applied a GOGC from the environment; this sets
@@ -133,7 +138,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		mux.Handle("GET /metrics", metrics.Handler())
 		go serveAside(ctx, "metrics", cfg.HTTP.MetricsAddr, mux, log)
 	}
-	return serve(ctx, cfg.HTTP, acfg.HeaderCap(), handler, log, ready)
+	return serve(ctx, cfg.HTTP, acfg.HeaderCap(), handler, log, metrics, ready)
 }
 
 // serve listens first, so that a bad address fails at once and :0 works,
@@ -141,14 +146,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 // most MAX_CONNECTIONS connections are held at once, and none may send
 // more than headerCap bytes of request line and headers: together they
 // bound what clients can make the server hold before any handler (and
-// authentication) runs.
-func serve(ctx context.Context, cfg config.HTTP, headerCap int, handler http.Handler, log *zap.Logger, ready chan<- string) error {
+// authentication) runs. What the HTTP server refuses itself is answered in
+// the API's JSON error shape.
+func serve(ctx context.Context, cfg config.HTTP, headerCap int, handler http.Handler, log *zap.Logger, metrics *observability.Metrics, ready chan<- string) error {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.ListenAddr, err)
 	}
-	ln = netutil.LimitListener(ln, cfg.MaxConnections)
+	ln = api.ServerErrorsAsJSON(netutil.LimitListener(ln, cfg.MaxConnections), log, metrics)
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
@@ -173,7 +179,7 @@ func serve(ctx context.Context, cfg config.HTTP, headerCap int, handler http.Han
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down", zap.Duration("timeout", cfg.ShutdownTimeout))
+	log.Info("shutting down", zap.Stringer("timeout", cfg.ShutdownTimeout))
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
@@ -184,6 +190,34 @@ func serve(ctx context.Context, cfg config.HTTP, headerCap int, handler http.Han
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// usage says how to run the service: it takes its settings from the
+// environment, listed here with their defaults (docs/reference.md
+// describes each).
+func usage(w io.Writer) {
+	fmt.Fprintf(w, `dubebox %s: strings, hashes and lists in Redis over HTTP.
+
+Usage:
+  dubebox               serve the API on HTTP_ADDR until SIGTERM or Ctrl-C
+  dubebox healthcheck   exit 0 when the server on HTTP_ADDR answers /healthz
+  dubebox --help        this text
+
+Settings come from the environment (docs/reference.md#configuration says
+what each does); a bad one stops the start with exit status 2. Secrets are
+marked (secret) and never logged.
+
+`, version)
+	for _, v := range config.Vars() {
+		line := "  " + v.Name
+		if v.Default != "" {
+			line += "=" + v.Default
+		}
+		if v.Secret {
+			line += "  (secret)"
+		}
+		fmt.Fprintln(w, line)
+	}
 }
 
 // pprofMux serves net/http/pprof.

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -210,6 +213,24 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// TestHelp: --help (and -h, help) prints the usage and every variable with
+// its default, and succeeds without reading the environment.
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	for _, arg := range []string{"--help", "-h", "help"} {
+		var out bytes.Buffer
+		err := run(t.Context(), []string{arg}, func(string) string { return "not valid anywhere" }, &out, nil)
+		if err != nil {
+			t.Errorf("dubebox %s: %v", arg, err)
+		}
+		for _, want := range []string{"Usage:", "dubebox healthcheck", "HTTP_ADDR=:5000", "API_TOKEN  (secret)", "CORS_ALLOWED_ORIGINS", "docs/reference.md"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("dubebox %s lacks %q:\n%s", arg, want, out.String())
+			}
+		}
+	}
+}
+
 // TestConnectionLimit holds MAX_CONNECTIONS connections open without a
 // request, as slow clients do: the next client waits (its connection is
 // not taken up) until one of them closes, then is served; the server
@@ -243,4 +264,64 @@ func TestConnectionLimit(t *testing.T) {
 		t.Fatalf("after one held connection closed: %d %s", code, body)
 	}
 	_ = held[1].Close()
+}
+
+// TestServerRefusalsAreJSON sends what net/http refuses before any handler
+// runs: each answer is the API's JSON error with a request id, the one log
+// line names the id, and the refusal is counted.
+func TestServerRefusalsAreJSON(t *testing.T) {
+	t.Parallel()
+	base, logs, _ := start(t, map[string]string{"MAX_HEADER_BYTES": "1024"})
+	addr := strings.TrimPrefix(base, "http://")
+	for _, tc := range []struct {
+		name, request string
+		status        int
+		code          string
+	}{
+		{"malformed percent-encoding", "GET /v1/kv/ct-%ZZ HTTP/1.1\r\nHost: localhost\r\n\r\n", 400, "invalid_argument"},
+		{"no Host", "GET /healthz HTTP/1.1\r\n\r\n", 400, "invalid_argument"},
+		{"headers over the server's cap", "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: " + strings.Repeat("b", 40<<10) + "\r\n\r\n", 431, "headers_too_large"},
+	} {
+		var d net.Dialer
+		c, err := d.DialContext(t.Context(), "tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write([]byte(tc.request)); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		_ = c.Close()
+		var e struct {
+			Error     struct{ Code, Message string } `json:"error"`
+			RequestID string                         `json:"request_id"`
+		}
+		if resp.StatusCode != tc.status || resp.Header.Get("Content-Type") != "application/json; charset=utf-8" ||
+			json.Unmarshal(b, &e) != nil || e.Error.Code != tc.code || e.RequestID == "" || e.RequestID != resp.Header.Get("X-Request-Id") {
+			t.Errorf("%s: %d %s %s, want %d %s in the JSON error shape with the request id", tc.name, resp.StatusCode, resp.Header.Get("Content-Type"), b, tc.status, tc.code)
+			continue
+		}
+		if n := strings.Count(logs.String(), `"request_id":"`+e.RequestID+`"`); n != 1 {
+			t.Errorf("%s: %d log lines name request %s, want 1", tc.name, n, e.RequestID)
+		}
+	}
+	_, metrics := get(t, base+"/metrics")
+	if !strings.Contains(metrics, `dubebox_http_requests_total{code="400",method="other",route="unmatched"} 2`) {
+		t.Errorf("the refusals are not counted as 400s of the unmatched route:\n%s", grepLines(metrics, "dubebox_http_requests_total"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

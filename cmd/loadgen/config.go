@@ -82,7 +82,7 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	fs.StringVar(&c.prefix, "prefix", "lg", "prefix of the keys loadgen uses")
 	fs.BoolVar(&c.preload, "preload", false, "write every key once (no TTL) before the run; implied by -mode get")
 	fs.StringVar(&c.jsonPath, "json", "", "also write the summary as JSON to this file")
-	fs.Float64Var(&c.maxErrors, "max-errors", 0.01, "share of requests that may fail (5xx or no answer) before loadgen exits with status 1")
+	fs.Float64Var(&c.maxErrors, "max-errors", 0.01, "share of requests that may fail (5xx or no answer), and of those that may be refused with a 4xx not asked for with -bad, before loadgen exits with status 1")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

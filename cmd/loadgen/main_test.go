@@ -25,8 +25,15 @@ func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 // server is the real API over the package's Redis.
 func server(t *testing.T) *httptest.Server {
 	t.Helper()
+	return serverWith(t, func(*api.Config) {})
+}
+
+// serverWith is server with its API settings changed by mod.
+func serverWith(t *testing.T, mod func(*api.Config)) *httptest.Server {
+	t.Helper()
 	rdb, prefix := redistest.Client(t)
 	cfg := svcconfig.Default()
+	mod(&cfg.API)
 	cfg.Store.KeyPrefix, cfg.Store.Timeout, cfg.Store.Near.NearSize = prefix, time.Second, 0
 	st := store.Open(t.Context(), rdb, cfg.Store, nil, nil)
 	h := api.New(cfg.API,
@@ -73,13 +80,30 @@ func TestMixedRun(t *testing.T) {
 		t.Errorf("implausible figures: %+v", sum)
 	}
 	text := out.String()
-	for _, want := range []string{"closed loop with 4 workers", "read 80%", "for 1.5s", "hit ", "p99 ", "summary:", "latency: p50", "status:"} {
+	for _, want := range []string{"closed loop with 4 workers", "read 80%", "for 1.5s", "found ", "refused 0", "p99 ", "summary:", "latency: p50", "status:"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q:\n%s", want, text)
 		}
 	}
 	if lines := strings.Count(text, "rate "); lines < 2 {
 		t.Errorf("want a live line every 500ms, got %d:\n%s", lines, text)
+	}
+}
+
+// TestRefusedRunFails runs without -token against an API that needs one:
+// every answer is 401 or 429, and the run must fail saying so rather than
+// report a clean run with no errors.
+func TestRefusedRunFails(t *testing.T) {
+	t.Parallel()
+	srv := serverWith(t, func(c *api.Config) { c.APIToken = "load-token-0123456789" })
+	var out bytes.Buffer
+	err := run(t.Context(), []string{"-url", srv.URL, "-duration", "500ms", "-c", "2", "-bad", "0"}, &out)
+	if err == nil || !strings.Contains(err.Error(), "pass -token") {
+		t.Fatalf("a run whose every request was refused: %v, want an error that says to pass -token\n%s", err, out.String())
+	}
+	err = run(t.Context(), []string{"-url", srv.URL, "-duration", "500ms", "-c", "2", "-token", "load-token-0123456789"}, &out)
+	if err != nil {
+		t.Fatalf("with -token: %v\n%s", err, out.String())
 	}
 }
 

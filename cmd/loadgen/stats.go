@@ -27,6 +27,9 @@ type counts struct {
 	byStatus map[int]int64
 	hits     int64
 	misses   int64
+	// refused are 4xx answers to requests that were not meant to be bad
+	// (-bad): a missing token, a rate limit, a wrong URL.
+	refused int64
 }
 
 func newCounts() *counts {
@@ -43,6 +46,9 @@ func (s *shard) record(d time.Duration, code int, k kind) {
 	for _, c := range []*counts{s.interval, s.total} {
 		_ = c.hist.RecordValue(us) // values past 60s are clamped out; they are also timeouts
 		c.byStatus[code]++
+		if k != kindBad && code >= 400 && code < 500 && (k != kindRead || code != 404) {
+			c.refused++
+		}
 		if k == kindRead {
 			switch code {
 			case 200:
@@ -61,21 +67,25 @@ func (c *counts) merge(o *counts) {
 	}
 	c.hits += o.hits
 	c.misses += o.misses
+	c.refused += o.refused
 }
 
 // summary is what a run (or an interval) measured.
 type summary struct {
-	Seconds    float64          `json:"seconds"`
-	Requests   int64            `json:"requests"`
-	Throughput float64          `json:"throughput_rps"`
-	Errors     int64            `json:"errors"`
-	HitRatio   float64          `json:"hit_ratio"`
-	P50ms      float64          `json:"p50_ms"`
-	P90ms      float64          `json:"p90_ms"`
-	P99ms      float64          `json:"p99_ms"`
-	P999ms     float64          `json:"p999_ms"`
-	MaxMs      float64          `json:"max_ms"`
-	ByStatus   map[string]int64 `json:"by_status"`
+	Seconds    float64 `json:"seconds"`
+	Requests   int64   `json:"requests"`
+	Throughput float64 `json:"throughput_rps"`
+	Errors     int64   `json:"errors"`
+	Refused    int64   `json:"refused"`
+	// HitRatio is the share of reads that found their key (200 of 200 and
+	// 404), not the near cache's hit ratio (the API's metrics have that).
+	HitRatio float64          `json:"hit_ratio"`
+	P50ms    float64          `json:"p50_ms"`
+	P90ms    float64          `json:"p90_ms"`
+	P99ms    float64          `json:"p99_ms"`
+	P999ms   float64          `json:"p999_ms"`
+	MaxMs    float64          `json:"max_ms"`
+	ByStatus map[string]int64 `json:"by_status"`
 }
 
 // collect merges the shards' interval counts (and resets them), or their
@@ -92,7 +102,7 @@ func (g *generator) collect(elapsed time.Duration, total bool) summary {
 		}
 		s.mu.Unlock()
 	}
-	sum := summary{Seconds: elapsed.Seconds(), ByStatus: map[string]int64{}}
+	sum := summary{Seconds: elapsed.Seconds(), ByStatus: map[string]int64{}, Refused: all.refused}
 	for code, n := range all.byStatus {
 		sum.Requests += n
 		name := fmt.Sprint(code)
@@ -118,8 +128,8 @@ func (g *generator) collect(elapsed time.Duration, total bool) summary {
 
 // line is the live line: rate, errors, hit ratio, p50 and p99.
 func (s summary) line() string {
-	return fmt.Sprintf("rate %8.0f/s  errors %-5d  hit %5.1f%%  p50 %7.3fms  p99 %7.3fms",
-		s.Throughput, s.Errors, s.HitRatio*100, s.P50ms, s.P99ms)
+	return fmt.Sprintf("rate %8.0f/s  errors %-5d  refused %-5d  found %5.1f%%  p50 %7.3fms  p99 %7.3fms",
+		s.Throughput, s.Errors, s.Refused, s.HitRatio*100, s.P50ms, s.P99ms)
 }
 
 func (s summary) print(w io.Writer) {
@@ -132,18 +142,24 @@ func (s summary) print(w io.Writer) {
 	for _, c := range codes {
 		parts = append(parts, fmt.Sprintf("%s:%d", c, s.ByStatus[c]))
 	}
-	fmt.Fprintf(w, "\nsummary: %d requests in %.1fs = %.0f req/s, errors (5xx or no answer) %d, hit ratio %.1f%%\n",
-		s.Requests, s.Seconds, s.Throughput, s.Errors, s.HitRatio*100)
+	fmt.Fprintf(w, "\nsummary: %d requests in %.1fs = %.0f req/s, errors (5xx or no answer) %d, refused (4xx not asked for with -bad) %d, reads that found their key %.1f%%\n",
+		s.Requests, s.Seconds, s.Throughput, s.Errors, s.Refused, s.HitRatio*100)
 	fmt.Fprintf(w, "latency: p50 %.3fms  p90 %.3fms  p99 %.3fms  p99.9 %.3fms  max %.3fms\n",
 		s.P50ms, s.P90ms, s.P99ms, s.P999ms, s.MaxMs)
 	fmt.Fprintf(w, "status:  %s\n", strings.Join(parts, "  "))
 }
 
 // check fails the run when it sent nothing, or when the share of failed
-// requests (5xx or no answer) is over maxErrors.
+// requests (5xx or no answer), or of those refused with a 4xx loadgen did
+// not mean to cause, is over maxErrors: a run against an API it cannot use
+// (no token, a rate limit) measured nothing.
 func (s summary) check(maxErrors float64) error {
 	if s.Requests == 0 {
 		return errors.New("no request was answered or sent")
+	}
+	if share := float64(s.Refused) / float64(s.Requests); share > maxErrors {
+		return fmt.Errorf("%d of %d requests (%.1f%%) were refused with a 4xx loadgen did not mean to cause (401 or 403: pass -token; 429: the API's RATE_LIMIT_RPS), over -max-errors %.1f%%",
+			s.Refused, s.Requests, share*100, maxErrors*100)
 	}
 	if share := float64(s.Errors) / float64(s.Requests); share > maxErrors {
 		return fmt.Errorf("%d of %d requests (%.1f%%) failed with a 5xx or no answer, over -max-errors %.1f%%",

@@ -162,7 +162,7 @@ func (s *Store) openNear(ctx context.Context) {
 	s.tel.NearEnabled()
 	go n.track(ctx, c.Options(), s.prefix, s.log.Named("near_cache"))
 	s.log.Info("near cache on", zap.Int("entries", ncfg.NearSize), zap.Int("bytes", ncfg.NearMaxBytes),
-		zap.Duration("max_staleness", ncfg.NearTTL))
+		zap.Stringer("max_staleness", ncfg.NearTTL))
 }
 
 // NearCacheOn says whether the near cache is on (though it serves nothing
