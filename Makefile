@@ -57,8 +57,8 @@ contract: ## replay the route and hostile-input tests' requests through Prism's 
 compose-test: ## docker compose up for real, checked and torn down (starts a private dockerd when none runs; needs root, docker.io, docker-compose, debootstrap)
 	$(GO) test -tags compose -count=1 -v -timeout 40m -run '^TestCompose$$' ./internal/e2e
 
-screenshot: ## the same run, and a headless-Chromium picture of Prometheus's hit-ratio graph in docs/ (needs chromium)
-	COMPOSE_SCREENSHOT=$(CURDIR)/docs/prometheus-hit-ratio.png $(GO) test -tags compose -count=1 -v -timeout 40m -run '^TestCompose$$' ./internal/e2e
+screenshot: ## the README's pictures in docs/: four dashboard panels drawn from their queries under make e2e's load, and the /docs page (needs prometheus, prometheus-redis-exporter, chromium)
+	DUBEBOX_PICTURES=$(CURDIR)/docs $(GO) test -tags e2e -count=1 -v -run '^TestStack$$/^single$$' ./internal/e2e
 
 faults: ## fault tests (Redis stalled, killed, full; Cluster and Sentinel failover, resharding; pool flood; shutdown; slow clients) and the hostile-input suite
 	$(GO) test -tags faults -count=1 -v ./internal/faults

@@ -101,7 +101,8 @@ type Log struct {
 // default of 100 the collector ran about 75 times a second under the
 // benchmark's load, as the live heap is only a few MiB, and took a tenth of
 // the server's CPU; at 200 the server spends about 12% less CPU per request
-// and its peak RSS stays under 50 MiB (bench/results.md).
+// and its peak RSS stays lower (docs/reference.md#performance has the
+// figures).
 const DefaultGCPercent = 200
 
 // GCPercent is GOGC: a percentage of at least 1, or "off" (-1).

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -172,10 +171,6 @@ func composeStack(t *testing.T, e *engine, top string) {
 	checkPrometheusLifecycleOff(t)
 	sum.redisRestart = checkRedisRestart(t, ctx, compose)
 	sum.imageMiB = imageMiB(t, e, "dubebox:local")
-
-	if shot := os.Getenv("COMPOSE_SCREENSHOT"); shot != "" {
-		screenshot(t, shot)
-	}
 
 	sum.leftovers = p.down(t)
 	t.Log(sum.String())
@@ -782,25 +777,4 @@ func leftovers(t *testing.T, e *engine, projectName string) string {
 		}
 	}
 	return strings.Join(left, ", ")
-}
-
-// screenshot takes the Prometheus graph of the hit ratio with headless
-// Chromium, for the README.
-func screenshot(t *testing.T, path string) {
-	t.Helper()
-	chromium := servicetest.Need(t, "chromium", "apt-get install -y chromium")
-	expr := `sum(rate(dubebox_cache_lookups_total{result="hit"}[1m])) / sum(rate(dubebox_cache_lookups_total[1m]))`
-	u := promURL + "/classic/graph?g0.expr=" + url.QueryEscape(expr) + "&g0.tab=0&g0.range_input=2m"
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(t.Context(), chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir="+t.TempDir(), "--hide-scrollbars", "--window-size=1280,900", "--virtual-time-budget=5000",
-		"--screenshot="+abs, u)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("chromium: %v\n%s", err, out)
-	}
-	t.Logf("compose: screenshot of %s in %s", u, abs)
 }

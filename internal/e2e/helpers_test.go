@@ -235,9 +235,10 @@ type panel struct {
 	Type    string  `json:"type"`
 	Panels  []panel `json:"panels"`
 	Targets []struct {
-		Expr     string `json:"expr"`
-		RefID    string `json:"refId"`
-		Exemplar bool   `json:"exemplar"`
+		Expr         string `json:"expr"`
+		RefID        string `json:"refId"`
+		Exemplar     bool   `json:"exemplar"`
+		LegendFormat string `json:"legendFormat"`
 	} `json:"targets"`
 }
 

@@ -109,8 +109,16 @@ func stack(t *testing.T, topology string) {
 	promURL := "http://" + promAddr
 	waitHTTP(t, promURL+"/-/ready", 20*time.Second)
 
+	// make screenshot draws the README's pictures from this run: a longer
+	// load, so that the rate windows fill.
+	pictures := os.Getenv("DUBEBOX_PICTURES")
+	load := 35 * time.Second
+	if pictures != "" {
+		load = 90 * time.Second
+	}
 	start := time.Now()
-	stats := drive(t, base, 35*time.Second)
+	stats := drive(t, base, load)
+	end := time.Now()
 	t.Logf("traffic: %d requests in %v, by status %v", stats.total, time.Since(start).Round(time.Second), stats.byStatus)
 
 	// Two more scrapes so that the last traffic is in.
@@ -124,4 +132,7 @@ func stack(t *testing.T, topology string) {
 	}
 	checkPanels(t, promURL, filepath.Join(top, "grafana", "dashboards"), empty)
 	checkExemplars(t, promURL, api.Log, start, time.Now())
+	if pictures != "" && topology == "single" {
+		takePictures(t, promURL, base, filepath.Join(top, "grafana", "dashboards", "dubebox.json"), pictures, start, end)
+	}
 }
