@@ -327,3 +327,82 @@ func TestCORSInChromium(t *testing.T) {
 		t.Logf("CORS_ALLOWED_ORIGINS=%v: the page on another origin got %q", origins, result)
 	}
 }
+
+// TestRoutesBothWays sends to every data route a request it accepts and
+// one it refuses, on keys of its own, in an order that makes each answer
+// certain: make contract replays these requests (with the other suites')
+// and needs both answers of every data route, whatever else the suites
+// happen to send.
+func TestRoutesBothWays(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+	}{
+		{"GET", "/set/bw-s/v", "", 200},
+		{"GET", "/set/bw-s/v?ttl=0", "", 400},
+		{"GET", "/get/bw-s", "", 200},
+		{"GET", "/get/bw-s?x=1", "", 400},
+		{"PUT", "/v1/kv/bw-s", `{"value":"v","ttl_seconds":60}`, 200},
+		{"PUT", "/v1/kv/bw-s", `{}`, 400},
+		{"POST", "/v1/kv:batchGet", `{"keys":["bw-s"]}`, 200},
+		{"POST", "/v1/kv:batchGet", `{"keys":[]}`, 400},
+		{"GET", "/v1/kv/bw-s", "", 200},
+		{"GET", "/v1/kv/bw-missing", "", 404},
+		{"GET", "/v1/kv/bw-s/ttl", "", 200},
+		{"GET", "/v1/kv/bw-missing/ttl", "", 404},
+		{"PUT", "/v1/kv/bw-s/ttl", `{"ttl_seconds":60}`, 200},
+		{"PUT", "/v1/kv/bw-missing/ttl", `{"ttl_seconds":60}`, 404},
+		{"DELETE", "/v1/kv/bw-s/ttl", "", 200},
+		{"DELETE", "/v1/kv/bw-missing/ttl", "", 404},
+		{"POST", "/v1/kv/bw-n/incr", `{"by":2}`, 200},
+		{"POST", "/v1/kv/bw-s/incr", "", 409},
+		{"GET", "/v1/keys?prefix=bw-&limit=10", "", 200},
+		{"GET", "/v1/keys?limit=0", "", 400},
+		{"GET", "/v1/keys/bw-s", "", 200},
+		{"GET", "/v1/keys/bw-missing", "", 404},
+		{"PUT", "/v1/keys/bw-s/ttl", `{"ttl_seconds":60}`, 200},
+		{"PUT", "/v1/keys/bw-missing/ttl", `{"ttl_seconds":60}`, 404},
+		{"GET", "/v1/keys/bw-s/ttl", "", 200},
+		{"GET", "/v1/keys/bw-missing/ttl", "", 404},
+		{"DELETE", "/v1/keys/bw-s/ttl", "", 200},
+		{"DELETE", "/v1/keys/bw-missing/ttl", "", 404},
+		{"PUT", "/v1/hash/bw-h", `{"fields":{"f":"v","n":"1"}}`, 200},
+		{"PUT", "/v1/hash/bw-h", `{}`, 400},
+		{"GET", "/v1/hash/bw-h", "", 200},
+		{"GET", "/v1/hash/bw-missing", "", 404},
+		{"PUT", "/v1/hash/bw-h/g", `{"value":"w"}`, 200},
+		{"PUT", "/v1/hash/bw-h/g", `{}`, 400},
+		{"GET", "/v1/hash/bw-h/f", "", 200},
+		{"GET", "/v1/hash/bw-h/missing", "", 404},
+		{"POST", "/v1/hash/bw-h/n/incr", `{"by":2}`, 200},
+		{"POST", "/v1/hash/bw-h/f/incr", "", 409},
+		{"DELETE", "/v1/hash/bw-h/g", "", 204},
+		{"DELETE", "/v1/hash/bw-h/g", "", 404},
+		{"POST", "/v1/list/bw-l/push", `{"values":["a","b","c","d"]}`, 200},
+		{"POST", "/v1/list/bw-l/push", `{"values":[]}`, 400},
+		{"GET", "/v1/list/bw-l", "", 200},
+		{"GET", "/v1/list/bw-missing", "", 404},
+		{"GET", "/v1/list/bw-l/length", "", 200},
+		{"GET", "/v1/list/bw-missing/length", "", 404},
+		{"POST", "/v1/list/bw-l/pop", `{"count":1}`, 200},
+		{"POST", "/v1/list/bw-missing/pop", "", 404},
+		{"POST", "/v1/list/bw-l/remove", `{"value":"b"}`, 200},
+		{"POST", "/v1/list/bw-missing/remove", `{"value":"b"}`, 404},
+		{"POST", "/v1/list/bw-l/trim", `{"start":0,"stop":0}`, 200},
+		{"POST", "/v1/list/bw-l/trim", `{"start":"0","stop":1}`, 400},
+		{"DELETE", "/v1/list/bw-l", "", 204},
+		{"DELETE", "/v1/list/bw-l", "", 404},
+		{"DELETE", "/v1/hash/bw-h", "", 204},
+		{"DELETE", "/v1/hash/bw-h", "", 404},
+		{"DELETE", "/v1/kv/bw-s", "", 204},
+		{"DELETE", "/v1/kv/bw-s", "", 404},
+		{"DELETE", "/v1/keys/bw-n", "", 204},
+		{"DELETE", "/v1/keys/bw-n", "", 404},
+	} {
+		if w := e.do(t, tc.method, tc.path, tc.body); w.Code != tc.status {
+			t.Errorf("%s %s %s: %d %s, want %d", tc.method, tc.path, tc.body, w.Code, w.Body.String(), tc.status)
+		}
+	}
+}

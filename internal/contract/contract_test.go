@@ -76,11 +76,13 @@ func TestPrismFindsNoViolation(t *testing.T) {
 	var viaPrism, direct, refusedByBoth int
 	var violations []string
 	byStatus := map[int]int{}
+	ops := operations(t, doc)
 	for _, r := range reqs {
 		if !prismCarries(r) {
 			direct++
 			resp, body := send(t, service, r)
 			byStatus[resp.StatusCode]++
+			ops.count(r, resp.StatusCode)
 			if v := directViolation(r, resp, body); v != "" {
 				violations = append(violations, v)
 			}
@@ -102,6 +104,7 @@ func TestPrismFindsNoViolation(t *testing.T) {
 			// must refuse it too.
 			sresp, sbody := send(t, service, r)
 			byStatus[sresp.StatusCode]++
+			ops.count(r, sresp.StatusCode)
 			if sresp.StatusCode < 400 {
 				violations = append(violations, fmt.Sprintf("%s %s %s: the document refuses it (%s: %s), the service answered %d %s",
 					r.Method, r.Target, clip(r.Body), strings.TrimPrefix(problem.Type, prismErrors), clip(string(bytes.Join(rawJoin(problem.Validation), []byte(", ")))), sresp.StatusCode, clip(string(sbody))))
@@ -111,9 +114,11 @@ func TestPrismFindsNoViolation(t *testing.T) {
 			continue
 		}
 		byStatus[resp.StatusCode]++
+		ops.count(r, resp.StatusCode)
 	}
-	t.Logf("contract: %d requests from the route tests (%d through Prism's proxy, %d sent directly), %d refused by Prism and the service alike; the service's statuses %v; violations %d",
-		len(reqs), viaPrism, direct, refusedByBoth, byStatus, len(violations))
+	violations = append(violations, ops.uncovered()...)
+	t.Logf("contract: %d requests from the route tests over the document's %d operations (%d through Prism's proxy, %d sent directly), %d refused by Prism and the service alike; the service's statuses %v; violations %d",
+		len(reqs), len(ops), viaPrism, direct, refusedByBoth, byStatus, len(violations))
 	for i, v := range violations {
 		if i == 50 {
 			t.Errorf("... and %d more", len(violations)-50)
@@ -121,6 +126,73 @@ func TestPrismFindsNoViolation(t *testing.T) {
 		}
 		t.Error(v)
 	}
+}
+
+// operation is one operation of the document and how many of the
+// corpus's requests it answered, accepted and refused.
+type operation struct {
+	method, path      string
+	re                *regexp.Regexp
+	accepted, refused int
+}
+
+type operationList []*operation
+
+// operations lists the document's operations, each with a pattern that
+// matches its paths as a client writes them.
+func operations(t *testing.T, doc string) operationList {
+	t.Helper()
+	b, err := os.ReadFile(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Paths map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	var out operationList
+	param := regexp.MustCompile(`\\\{[a-z]+\\\}`)
+	for path, item := range d.Paths {
+		re := regexp.MustCompile("^" + param.ReplaceAllString(regexp.QuoteMeta(path), "[^/?]+") + "$")
+		for method := range item {
+			if method != "parameters" {
+				out = append(out, &operation{method: strings.ToUpper(method), path: path, re: re})
+			}
+		}
+	}
+	return out
+}
+
+func (ops operationList) count(r contract.Request, status int) {
+	path, _, _ := strings.Cut(r.Target, "?")
+	for _, op := range ops {
+		if op.method == r.Method && op.re.MatchString(path) {
+			switch {
+			case status < 400:
+				op.accepted++
+			default:
+				op.refused++
+			}
+		}
+	}
+}
+
+// uncovered names the operations the corpus did not prove both ways: each
+// needs a request the service accepted, and each data route (/v1, the
+// tutorial's /set and /get) one it refused.
+func (ops operationList) uncovered() []string {
+	var out []string
+	for _, op := range ops {
+		data := strings.HasPrefix(op.path, "/v1") || strings.HasPrefix(op.path, "/set") || strings.HasPrefix(op.path, "/get")
+		if op.accepted == 0 || (data && op.refused == 0) {
+			out = append(out, fmt.Sprintf("%s %s: the route tests sent %d requests it accepted and %d it refused; want both (the contract covers every route, valid and invalid)",
+				op.method, op.path, op.accepted, op.refused))
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func rawJoin(ms []json.RawMessage) [][]byte {
