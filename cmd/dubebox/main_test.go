@@ -306,7 +306,12 @@ func TestServerRefusalsAreJSON(t *testing.T) {
 			t.Errorf("%s: %d %s %s, want %d %s in the JSON error shape with the request id", tc.name, resp.StatusCode, resp.Header.Get("Content-Type"), b, tc.status, tc.code)
 			continue
 		}
-		if n := strings.Count(logs.String(), `"request_id":"`+e.RequestID+`"`); n != 1 {
+		// Info lines reach the log within a second (the logger's buffer).
+		n := 0
+		for deadline := time.Now().Add(3 * time.Second); n == 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			n = strings.Count(logs.String(), `"request_id":"`+e.RequestID+`"`)
+		}
+		if n != 1 {
 			t.Errorf("%s: %d log lines name request %s, want 1", tc.name, n, e.RequestID)
 		}
 	}
