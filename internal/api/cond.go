@@ -43,6 +43,17 @@ func conditional(c *gin.Context, plain func() error, ifCond func(store.Condition
 	return ifCond(*cond)
 }
 
+// writeTagged runs a write of value, conditional when the request has
+// If-Match or If-None-Match, and tags the answer with the value's ETag, so
+// that the next conditional write can name it without a read.
+func writeTagged(c *gin.Context, value string, plain func() error, ifCond func(store.Condition) error) error {
+	if err := conditional(c, plain, ifCond); err != nil {
+		return err
+	}
+	c.Header("ETag", etag(value))
+	return nil
+}
+
 // deleteIf runs a conditional delete. If-None-Match: * holds only when
 // there is nothing to delete, and then the answer is the one without it:
 // 404, as RFC 9110 has a request whose precondition held answered as if it

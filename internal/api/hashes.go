@@ -161,13 +161,12 @@ func (h *handler) putField(c *gin.Context) error {
 		return err
 	}
 	ctx := c.Request.Context()
-	err = conditional(c,
+	err = writeTagged(c, value,
 		func() error { return h.store.HSetField(ctx, key, field, value) },
 		func(cond store.Condition) error { return h.store.HSetFieldIf(ctx, key, field, value, cond) })
 	if err != nil {
 		return err
 	}
-	c.Header("ETag", etag(value))
 	h.reply(c, http.StatusOK, fieldWrittenResponse{Key: key, Field: field})
 	return nil
 }

@@ -65,13 +65,12 @@ func (h *handler) putString(c *gin.Context) error {
 		return err
 	}
 	ctx := c.Request.Context()
-	err = conditional(c,
+	err = writeTagged(c, value,
 		func() error { return h.store.Set(ctx, key, value, ttl) },
 		func(cond store.Condition) error { return h.store.SetIf(ctx, key, value, ttl, cond) })
 	if err != nil {
 		return err
 	}
-	c.Header("ETag", etag(value))
 	resp := writtenResponse{Key: key, TTLSeconds: -1}
 	if req.TTLSeconds.seconds != nil {
 		resp.TTLSeconds = *req.TTLSeconds.seconds
