@@ -71,9 +71,22 @@ func (o *optionalTTL) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 func (h *handler) reply(c *gin.Context, status int, v any) {
 	c.Header("Content-Type", "application/json; charset=utf-8")
 	c.Status(status)
-	// Once the status is sent, a failure to write (the client left) can
-	// only end the answer early; there is nothing left to tell the client.
-	_ = json.MarshalWrite(c.Writer, v, encodeOptions)
+	err := json.MarshalWrite(c.Writer, v, encodeOptions)
+	switch {
+	case err == nil:
+	case !c.Writer.Written():
+		// Nothing went out: a value JSON cannot carry (a string that is
+		// not UTF-8, written to Redis by another client) would otherwise
+		// be an empty 200. It is a 500 whose cause is logged.
+		for _, h := range []string{"ETag", "X-Cache", "Idempotent-Replayed"} {
+			c.Writer.Header().Del(h)
+		}
+		h.respond(c, fmt.Errorf("encoding the answer: %w", err))
+	default:
+		// Once the status is sent, a failure to write (the client left)
+		// can only end the answer early; there is nothing left to tell
+		// the client.
+	}
 }
 
 // decode reads the JSON object in the request body into dst: bodies over

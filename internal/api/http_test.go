@@ -406,3 +406,23 @@ func TestRoutesBothWays(t *testing.T) {
 		}
 	}
 }
+
+// TestUnencodableValue: a value another client wrote to Redis that JSON
+// cannot carry (bytes that are not UTF-8) is a 500 whose cause is logged,
+// never an empty 200.
+func TestUnencodableValue(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	if err := e.rdb.Set(t.Context(), e.prefix+"bin", "\xff\xfe", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/v1/kv/bin", "/get/bin"} {
+		w := e.do(t, "GET", path, "")
+		if w.Code != http.StatusInternalServerError || errorCode(t, w) != api.CodeInternal {
+			t.Errorf("GET %s of a value that is not UTF-8: %d %q, want 500 internal", path, w.Code, w.Body.String())
+		}
+	}
+	if n := e.logs.FilterMessage("request failed").FilterFieldKey("error").Len(); n != 2 {
+		t.Errorf("%d failure lines with their cause, want 2", n)
+	}
+}
