@@ -161,9 +161,10 @@ func serve(ctx context.Context, cfg config.HTTP, headerCap int, handler http.Han
 		ReadTimeout:       cfg.ReadTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
-		// The server's own limit, whose refusal is plain text, sits a
-		// little above MAX_HEADER_BYTES, so that the router's JSON 431
-		// answers first (api.HeaderSlack).
+		// The server's own limit, whose refusal (net/http's, put in JSON
+		// by the listener) cannot say which limit was met, sits a little
+		// above MAX_HEADER_BYTES, so that the router's 431 answers first
+		// (api.HeaderSlack).
 		MaxHeaderBytes: headerCap,
 		ErrorLog:       zap.NewStdLog(log.Named("http.server")),
 	}

@@ -20,7 +20,8 @@ const MaxURLBytes = 8 << 10
 // headerLimit refuses requests whose target is longer than MaxURLBytes, or
 // whose header names and values add up to more than maxBytes, with the
 // API's error shape. net/http's own limit is set to Config.HeaderCap, a
-// little above maxBytes, since its refusal is plain text.
+// little above maxBytes, since its refusal (put in JSON by
+// ServerErrorsAsJSON) cannot say which limit was met.
 func (h *handler) headerLimit(maxBytes int) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if len(c.Request.RequestURI) > MaxURLBytes {
