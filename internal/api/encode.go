@@ -78,8 +78,8 @@ func (h *handler) reply(c *gin.Context, status int, v any) {
 		// Nothing went out: a value JSON cannot carry (a string that is
 		// not UTF-8, written to Redis by another client) would otherwise
 		// be an empty 200. It is a 500 whose cause is logged.
-		for _, h := range []string{"ETag", "X-Cache", "Idempotent-Replayed"} {
-			c.Writer.Header().Del(h)
+		for _, name := range []string{"ETag", "X-Cache", "Idempotent-Replayed"} {
+			c.Writer.Header().Del(name)
 		}
 		h.respond(c, fmt.Errorf("encoding the answer: %w", err))
 	default:

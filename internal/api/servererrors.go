@@ -68,8 +68,8 @@ func (c *errorConn) Write(p []byte) (int, error) {
 		status, http.StatusText(status), id, len(body))
 	b.Write(body)
 	// Logged and counted before the answer goes out, as the access log and
-	// the metrics middleware do for a handler's answer.
-	// The client's fault, so an info line, as the access log has a 400.
+	// the metrics middleware do for a handler's answer; at info, since it
+	// is the client's fault, as the access log has a 400.
 	c.l.log.Info("request", zap.String("route", UnmatchedRoute), zap.Int("status", status), zap.String("error", msg),
 		zap.String("client_ip", remoteIP(c.RemoteAddr())), zap.String("request_id", id))
 	c.l.metrics.ObserveRequest(context.Background(), "", UnmatchedRoute, status, 0)
