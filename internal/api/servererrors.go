@@ -86,8 +86,16 @@ func serverError(p []byte) (int, string, bool) {
 	if !ok {
 		return 0, "", false
 	}
-	line, body, ok := bytes.Cut(rest, []byte(serverErrorHeaders))
-	if !ok || bytes.ContainsAny(line, "\r\n") || len(line) < 3 {
+	// Every answer's first write starts with the status line: look only at
+	// what follows it, not through the whole write, since this runs on
+	// every response.
+	end := bytes.IndexByte(rest, '\r')
+	if end < 3 {
+		return 0, "", false
+	}
+	line := rest[:end]
+	body, ok := bytes.CutPrefix(rest[end:], []byte(serverErrorHeaders))
+	if !ok {
 		return 0, "", false
 	}
 	status, err := strconv.Atoi(string(line[:3]))
