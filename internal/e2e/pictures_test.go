@@ -41,8 +41,9 @@ const maxSeries = 7
 
 // takePictures draws the pictures into dir from Prometheus over
 // [from, to], and takes the /docs page of the API at base with headless
-// Chromium. Grafana itself cannot run where the tests run; the pictures
-// use the panels' queries, so they show what the dashboard shows.
+// Chromium; each must pass the check the README's pictures pass. Grafana
+// itself cannot run where the tests run; the pictures use the panels'
+// queries, so they show what the dashboard shows.
 func takePictures(t *testing.T, promURL, base, dashboard, dir string, from, to time.Time) {
 	t.Helper()
 	b, err := os.ReadFile(dashboard)
@@ -64,18 +65,21 @@ func takePictures(t *testing.T, promURL, base, dashboard, dir string, from, to t
 		}
 	}
 	walk(dash.Panels)
+	// From one rate window into the load (half of a shorter one), so that
+	// what is drawn is the load's steady state, not the window filling.
+	steady := from.Add(min(rateWindow, to.Sub(from)/2))
 	for _, pic := range pictures {
 		p, ok := byTitle[pic.panel]
 		if !ok {
 			t.Fatalf("the dashboard has no panel %q: update pictures with it", pic.panel)
 		}
 		out := filepath.Join(dir, pic.file)
-		// From one rate window into the load, so that what is drawn is the
-		// load's steady state, not the window filling.
-		n := drawPanel(t, promURL, p, pic.unit, out, from.Add(rateWindow), to)
-		t.Logf("pictures: %q, %d series, %s to %s, in %s", pic.panel, n, from.Add(rateWindow).UTC().Format("15:04:05"), to.UTC().Format("15:04:05"), out)
+		n := drawPanel(t, promURL, p, pic.unit, out, steady, to)
+		t.Logf("pictures: %q, %d series, %s to %s, in %s", pic.panel, n, steady.UTC().Format("15:04:05"), to.UTC().Format("15:04:05"), out)
+		checkPicture(t, out)
 	}
 	docsPage(t, base+"/docs", filepath.Join(dir, "docs-page.png"))
+	checkPicture(t, filepath.Join(dir, "docs-page.png"))
 }
 
 type series struct {

@@ -27,25 +27,31 @@ func TestReadmePictures(t *testing.T) {
 		t.Fatalf("the README shows %d pictures, want the four dashboard panels and the docs page (make screenshot)", len(refs))
 	}
 	for _, ref := range refs {
-		path := filepath.Join(top, string(ref[1]))
-		f, err := os.Open(path)
-		if err != nil {
-			t.Errorf("%s: %v (make screenshot takes it)", ref[1], err)
-			continue
-		}
-		img, err := png.Decode(f)
-		_ = f.Close()
-		if err != nil {
-			t.Errorf("%s: %v", ref[1], err)
-			continue
-		}
-		b := img.Bounds()
-		if b.Dx() < 1000 || b.Dy() < 400 {
-			t.Errorf("%s is %dx%d, want at least 1000x400", ref[1], b.Dx(), b.Dy())
-		}
-		if n, want := coloured(img), b.Dx()*b.Dy()/500; n < want {
-			t.Errorf("%s has %d coloured pixels, want at least %d: an empty graph or page?", ref[1], n, want)
-		}
+		checkPicture(t, filepath.Join(top, string(ref[1])))
+	}
+}
+
+// checkPicture fails the test unless the PNG at path is at least
+// 1000x400 and has enough coloured pixels to show something.
+func checkPicture(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Errorf("%s: %v (make screenshot takes it)", path, err)
+		return
+	}
+	img, err := png.Decode(f)
+	_ = f.Close()
+	if err != nil {
+		t.Errorf("%s: %v", path, err)
+		return
+	}
+	b := img.Bounds()
+	if b.Dx() < 1000 || b.Dy() < 400 {
+		t.Errorf("%s is %dx%d, want at least 1000x400", path, b.Dx(), b.Dy())
+	}
+	if n, want := coloured(img), b.Dx()*b.Dy()/500; n < want {
+		t.Errorf("%s has %d coloured pixels, want at least %d: an empty graph or page?", path, n, want)
 	}
 }
 

@@ -109,8 +109,9 @@ func stack(t *testing.T, topology string) {
 	promURL := "http://" + promAddr
 	waitHTTP(t, promURL+"/-/ready", 20*time.Second)
 
-	// make screenshot draws the README's pictures from this run: a longer
-	// load, so that the rate windows fill.
+	// The pictures are drawn from every run on one Redis (into a temporary
+	// folder), so that make screenshot cannot rot; make screenshot keeps
+	// them, from a longer load, so that the rate windows fill.
 	pictures := os.Getenv("DUBEBOX_PICTURES")
 	load := 35 * time.Second
 	if pictures != "" {
@@ -132,7 +133,10 @@ func stack(t *testing.T, topology string) {
 	}
 	checkPanels(t, promURL, filepath.Join(top, "grafana", "dashboards"), empty)
 	checkExemplars(t, promURL, api.Log, start, time.Now())
-	if pictures != "" && topology == "single" {
+	if topology == "single" {
+		if pictures == "" {
+			pictures = t.TempDir()
+		}
 		takePictures(t, promURL, base, filepath.Join(top, "grafana", "dashboards", "dubebox.json"), pictures, start, end)
 	}
 }
