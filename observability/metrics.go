@@ -48,6 +48,11 @@ type Metrics struct {
 	nearTracking   prometheus.Gauge
 	nearEnabled    prometheus.Gauge
 
+	sseStreams   *prometheus.GaugeVec
+	sseDelivered *prometheus.CounterVec
+	sseDropped   *prometheus.CounterVec
+	published    prometheus.Counter
+
 	httpExemplars  *exemplarGate
 	redisExemplars *exemplarGate
 }
@@ -124,7 +129,31 @@ func NewMetrics(version string, readOps []string) *Metrics {
 		Name: "dubebox_near_cache_enabled",
 		Help: "1 when the near cache is on (NEAR_CACHE_SIZE above 0, one Redis server), else 0.",
 	})
+	m.sseStreams = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "dubebox_sse_streams",
+		Help: "Server-Sent Event streams open now, by kind: channel (a subscription), kv or hash (a key watch).",
+	}, []string{"kind"})
+	m.sseDelivered = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "dubebox_sse_events_delivered_total",
+		Help: "Events written to streams, by kind: a channel's messages (one per subscriber), a watched key's states.",
+	}, []string{"kind"})
+	m.sseDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "dubebox_sse_dropped_total",
+		Help: "Streams the service ended, and messages it could not deliver, by kind and reason: slow_reader (a stream that stopped reading, ended), redis_lost (its subscription or tracking lost, ended with an error event), not_utf8 (a message published around DubeBox that JSON cannot carry, skipped).",
+	}, []string{"kind", "reason"})
+	m.published = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "dubebox_channel_messages_published_total",
+		Help: "Messages published to channels through this instance.",
+	})
+	for _, kind := range SSEKinds {
+		m.sseStreams.WithLabelValues(kind)
+		m.sseDelivered.WithLabelValues(kind)
+		for _, reason := range SSEDropReasons {
+			m.sseDropped.WithLabelValues(kind, reason)
+		}
+	}
 	reg.MustRegister(
+		m.sseStreams, m.sseDelivered, m.sseDropped, m.published,
 		m.nearCache, m.nearTracking, m.nearEnabled,
 		m.httpRequests, m.httpDuration, m.httpInFlight, m.rateLimited, m.cacheLookups,
 		m.redisCommands, m.redisDuration, m.redisFailovers, m.redirections, buildInfo,
@@ -237,6 +266,36 @@ func (m *Metrics) ObserveRequest(ctx context.Context, method, route string, stat
 	method = methodLabel(method)
 	m.httpRequests.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
 	m.httpExemplars.observe(ctx, m.httpDuration.WithLabelValues(method, route), d.Seconds())
+}
+
+// The kinds of stream, and the reasons a stream or a message is dropped:
+// the label values of the stream metrics.
+var (
+	SSEKinds       = []string{"channel", "kv", "hash"}
+	SSEDropReasons = []string{"slow_reader", "redis_lost", "not_utf8"}
+)
+
+// StreamOpened counts a stream of kind as open.
+func (m *Metrics) StreamOpened(kind string) { m.sseStreams.WithLabelValues(kind).Inc() }
+
+// StreamClosed counts a stream of kind as closed.
+func (m *Metrics) StreamClosed(kind string) { m.sseStreams.WithLabelValues(kind).Dec() }
+
+// Delivered counts an event written to a stream of kind.
+func (m *Metrics) Delivered(kind string) { m.sseDelivered.WithLabelValues(kind).Inc() }
+
+// Dropped counts a stream of kind ended, or a message skipped, for reason
+// (one of SSEDropReasons).
+func (m *Metrics) Dropped(kind, reason string) { m.sseDropped.WithLabelValues(kind, reason).Inc() }
+
+// Published counts a message published to a channel.
+func (m *Metrics) Published() { m.published.Inc() }
+
+// CountStream counts an answered stream as ObserveRequest counts a
+// request, without timing it: a stream's length is its client's choice,
+// and would swamp the latency histogram.
+func (m *Metrics) CountStream(method, route string, status int) {
+	m.httpRequests.WithLabelValues(methodLabel(method), route, strconv.Itoa(status)).Inc()
 }
 
 // NearHit counts a read the near cache answered.

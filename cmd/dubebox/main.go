@@ -128,7 +128,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	acfg := cfg.API
 	acfg.Version, acfg.ServiceName = version, cfg.Tracing.ServiceName
 	acfg.MetricsElsewhere = cfg.HTTP.MetricsAddr != ""
-	handler := api.New(acfg, api.Deps{Store: st, Log: log, Metrics: metrics, TracerProvider: tp})
+	handler := api.New(acfg, api.Deps{Store: st, Log: log, Metrics: metrics, TracerProvider: tp, Done: ctx.Done()})
 
 	if cfg.HTTP.PprofAddr != "" {
 		go serveAside(ctx, "pprof", cfg.HTTP.PprofAddr, pprofMux(), log)

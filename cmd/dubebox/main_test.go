@@ -330,3 +330,41 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestShutdownEndsStreams: when the service is told to stop (SIGTERM ends
+// run's context), every open stream gets its end event and the service
+// returns well within SHUTDOWN_TIMEOUT, with no error: streams do not
+// hold a shutdown up.
+func TestShutdownEndsStreams(t *testing.T) {
+	t.Parallel()
+	base, _, stop := start(t, map[string]string{"SHUTDOWN_TIMEOUT": "5s"})
+	var streams []*bufio.Reader
+	for _, path := range []string{"/v1/channels/bye/events", "/v1/kv/bye/events", "/v1/hash/bye/events"} {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, base+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = resp.Body.Close() })
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d", path, resp.StatusCode)
+		}
+		streams = append(streams, bufio.NewReader(resp.Body))
+	}
+	began := time.Now()
+	if err := stop(); err != nil {
+		t.Fatalf("run returned %v with streams open", err)
+	}
+	if took := time.Since(began); took > 2*time.Second {
+		t.Errorf("shutdown with streams open took %v", took)
+	}
+	for i, r := range streams {
+		rest, _ := io.ReadAll(r)
+		if !strings.Contains(string(rest), "event: end\ndata: {\"reason\":\"shutdown\"}") {
+			t.Errorf("stream %d ended without its end event: %q", i, rest)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"math"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/dubebox/dubebox/internal/setting"
 	"github.com/dubebox/dubebox/observability"
@@ -32,6 +33,8 @@ type Store interface {
 	hashStore
 	listStore
 	keyStore
+	channelStore
+	watchStore
 }
 
 // Config holds what the router needs besides its dependencies. Each
@@ -92,6 +95,16 @@ type Config struct {
 	// RateLimitBurst is the bucket's size; 0 means RateLimitRPS rounded up.
 	// It is 0 while the limit is off.
 	RateLimitBurst int `env:"RATE_LIMIT_BURST" envDefault:"0" valid:"0..1048576"`
+	// MaxSSEStreams bounds the event streams (channel subscriptions and
+	// key watches) open at once; past it a stream is refused with 503
+	// overloaded. Streams do not count against MAX_INFLIGHT_REQUESTS.
+	MaxSSEStreams int `env:"MAX_SSE_STREAMS" envDefault:"512" valid:"1..1048576"`
+	// SSEHeartbeat is how often a quiet stream sends a comment, so that
+	// proxies and load balancers keep it open.
+	SSEHeartbeat time.Duration `env:"SSE_HEARTBEAT" envDefault:"15s" valid:"positive"`
+	// SSEWriteTimeout bounds each write to a stream: a client that stops
+	// reading is dropped once a write waits this long.
+	SSEWriteTimeout time.Duration `env:"SSE_WRITE_TIMEOUT" envDefault:"10s" valid:"positive"`
 }
 
 // HeaderSlack is how far above MAX_HEADER_BYTES the HTTP server's own cap
@@ -151,6 +164,9 @@ type Deps struct {
 	Log            *zap.Logger
 	Metrics        *observability.Metrics
 	TracerProvider trace.TracerProvider
+	// Done, when closed, ends every open stream with an end event: run
+	// passes its context's, so that a shutdown is not held up by streams.
+	Done <-chan struct{}
 }
 
 type handler struct {
@@ -158,6 +174,8 @@ type handler struct {
 	log     *zap.Logger
 	metrics *observability.Metrics
 	cfg     Config
+	tracer  trace.Tracer
+	done    <-chan struct{}
 	// maxBody bounds a request body: room for a value at its largest, even
 	// when JSON escaping doubles it, and for the envelope around it.
 	maxBody int64
@@ -180,6 +198,8 @@ func New(cfg Config, deps Deps) http.Handler {
 		log:     deps.Log,
 		metrics: deps.Metrics,
 		cfg:     cfg,
+		tracer:  deps.TracerProvider.Tracer("github.com/dubebox/dubebox/internal/api"),
+		done:    deps.Done,
 		maxBody: 2*int64(cfg.MaxValueBytes) + 64<<10,
 	}
 	doc, err := OpenAPI()
@@ -247,7 +267,14 @@ func New(cfg Config, deps Deps) http.Handler {
 	if cfg.RateLimitRPS > 0 {
 		data.Use(h.rateLimit(newClientLimiter(cfg.RateLimitRPS, max(cfg.RateLimitBurst, 1))))
 	}
+	// Streams are bounded by their own limit, not by the one on requests
+	// in flight, which they would hold for as long as they are open.
+	streams := data.Group("/", h.streamLimit(cfg.MaxSSEStreams), h.refuseUnknownQuery(query), h.refuseConditions)
+	get(streams, "/v1/channels/:channel/events", h.handle(h.subscribe))
+	get(streams, "/v1/kv/:key/events", h.handle(h.watchKey("kv", typeString)))
+	get(streams, "/v1/hash/:key/events", h.handle(h.watchKey("hash", typeHash)))
 	data.Use(h.inflight(cfg.MaxInflight), h.refuseUnknownQuery(query), h.refuseConditions)
+	data.POST("/v1/channels/:channel/messages", h.handle(h.publish))
 	// The tutorial's write through a GET; HEAD must not write, so it has
 	// none.
 	data.GET("/set/:key/:value", h.handle(h.seedSet))

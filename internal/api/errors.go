@@ -21,6 +21,8 @@ const (
 	CodeURITooLong           = "uri_too_long"
 	CodeNotFound             = "not_found"
 	CodeMethodNotAllowed     = "method_not_allowed"
+	CodeNotAcceptable        = "not_acceptable"
+	CodeNotSupported         = "not_supported"
 	CodeWrongType            = "wrong_type"
 	CodeNotInteger           = "not_integer"
 	CodeTooManyItems         = "too_many_items"
@@ -51,6 +53,8 @@ var statusOf = map[string]int{
 	CodeURITooLong:           http.StatusRequestURITooLong,
 	CodeNotFound:             http.StatusNotFound,
 	CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
+	CodeNotAcceptable:        http.StatusNotAcceptable,
+	CodeNotSupported:         http.StatusNotImplemented,
 	CodeWrongType:            http.StatusConflict,
 	CodeNotInteger:           http.StatusConflict,
 	CodeTooManyItems:         http.StatusConflict,
@@ -106,6 +110,7 @@ var storeErrors = []struct {
 	{store.ErrNotDurable, Error{Code: CodeDurabilityUnknown, Message: "the write is applied on the primary, but fewer replicas than REDIS_WAIT_REPLICAS acknowledged it in time: it may be lost if the primary fails now"}},
 	{store.ErrPreconditionFailed, Error{Code: CodePreconditionFailed, Message: "the key (or field) is not as If-Match or If-None-Match requires: nothing was written; read it again and retry"}},
 	{store.ErrCanceled, Error{Code: CodeClientClosedRequest, Message: "the client closed the request before it was answered; a write may still have been applied"}},
+	{store.ErrNotSupported, Error{Code: CodeNotSupported, Message: "key watches need one Redis server or Sentinel; on a Redis Cluster, publish changes to a channel and subscribe to it instead"}},
 	{store.ErrUnavailable, Error{Code: CodeUnavailable, Message: "the store is unavailable; retry shortly"}},
 }
 

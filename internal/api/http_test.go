@@ -127,6 +127,10 @@ func TestHeadAndOptionsOnEveryRoute(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { _ = resp.Body.Close() }()
+		if resp.Header.Get("Content-Type") == "text/event-stream" && method == http.MethodGet {
+			// A stream goes on until its client leaves.
+			return answer{resp.StatusCode, resp.Header, resp.ContentLength}, ""
+		}
 		b, _ := io.ReadAll(resp.Body)
 		return answer{resp.StatusCode, resp.Header, resp.ContentLength}, string(b)
 	}
@@ -400,9 +404,22 @@ func TestRoutesBothWays(t *testing.T) {
 		{"DELETE", "/v1/kv/bw-s", "", 404},
 		{"DELETE", "/v1/keys/bw-n", "", 204},
 		{"DELETE", "/v1/keys/bw-n", "", 404},
+		{"POST", "/v1/channels/bw-c/messages", `{"message":"m"}`, 200},
+		{"POST", "/v1/channels/bw-c/messages", `{"message":["m"]}`, 400},
+		{"GET", "/v1/channels/bw-c/events?x=1", "", 400},
+		{"GET", "/v1/kv/bw-s/events?x=1", "", 400},
+		{"GET", "/v1/hash/bw-h/events?x=1", "", 400},
 	} {
 		if w := e.do(t, tc.method, tc.path, tc.body); w.Code != tc.status {
 			t.Errorf("%s %s %s: %d %s, want %d", tc.method, tc.path, tc.body, w.Code, w.Body.String(), tc.status)
+		}
+	}
+	// The streams, accepted, need a real connection.
+	for _, path := range []string{"/v1/channels/bw-c/events", "/v1/kv/bw-s/events", "/v1/hash/bw-h/events"} {
+		if s, status := e.open(t, path); status != http.StatusOK {
+			t.Errorf("GET %s: %d", path, status)
+		} else {
+			s.close()
 		}
 	}
 }

@@ -143,11 +143,22 @@ func (h *handler) refuse(c *gin.Context, wait time.Duration, msg string) {
 // read, so that what requests hold in memory is bounded by limit times
 // one request's body and answer.
 func (h *handler) inflight(limit int) gin.HandlerFunc {
+	return h.atMost(limit, fmt.Sprintf("the service is serving %d requests, its bound (MAX_INFLIGHT_REQUESTS); retry after the time in Retry-After", limit))
+}
+
+// streamLimit refuses a stream with 503 overloaded while limit are open.
+func (h *handler) streamLimit(limit int) gin.HandlerFunc {
+	return h.atMost(limit, fmt.Sprintf("the service holds %d streams, its bound (MAX_SSE_STREAMS); retry after the time in Retry-After", limit))
+}
+
+// atMost lets limit requests through at once and refuses the others with
+// 503 overloaded and msg.
+func (h *handler) atMost(limit int, msg string) gin.HandlerFunc {
 	var n atomic.Int64
 	return func(c *gin.Context) {
 		if n.Add(1) > int64(limit) {
 			n.Add(-1)
-			h.respond(c, &Error{Code: CodeOverloaded, Message: fmt.Sprintf("the service is serving %d requests, its bound (MAX_INFLIGHT_REQUESTS); retry after the time in Retry-After", limit)})
+			h.respond(c, &Error{Code: CodeOverloaded, Message: msg})
 			return
 		}
 		defer n.Add(-1)

@@ -199,6 +199,10 @@ func httpMetrics(m *observability.Metrics) gin.HandlerFunc {
 				// recoverPanics, outside, is about to answer 500.
 				status = http.StatusInternalServerError
 			}
+			if c.GetBool(streamKey) {
+				m.CountStream(c.Request.Method, route(c), status)
+				return
+			}
 			m.ObserveRequest(c.Request.Context(), c.Request.Method, route(c), status, time.Since(start))
 		}()
 		c.Next()

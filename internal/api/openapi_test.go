@@ -36,8 +36,9 @@ var described = sync.OnceValues(func() (*openapiDoc, error) {
 	if err := doc.Validate(context.Background()); err != nil {
 		return nil, err
 	}
-	// The docs page's files are text the validator reads as strings.
-	for _, ctype := range []string{"text/html", "text/javascript", "text/css"} {
+	// The docs page's files, and a stream's first bytes (HEAD), are text
+	// the validator reads as strings.
+	for _, ctype := range []string{"text/html", "text/javascript", "text/css", "text/event-stream"} {
 		openapi3filter.RegisterBodyDecoder(ctype, openapi3filter.FileBodyDecoder)
 	}
 	router, err := gorillamux.NewRouter(doc)

@@ -212,7 +212,7 @@ type Write struct {
 // serves a write route this list lacks, so a route added later cannot be
 // missed by the tests that use it. DELETE and TTL changes are writes Redis
 // still accepts when full (they free memory), so on a missing key they
-// answer 404.
+// answer 404; a publish stores nothing, and Redis takes it when full.
 var Writes = []Write{
 	{"PUT", "/v1/kv/:key", "/v1/kv/k", `{"value":"v"}`, 507},
 	{"DELETE", "/v1/kv/:key", "/v1/kv/k", "", 404},
@@ -233,4 +233,5 @@ var Writes = []Write{
 	{"POST", "/v1/list/:key/remove", "/v1/list/k/remove", `{"value":"v"}`, 404},
 	{"POST", "/v1/list/:key/trim", "/v1/list/k/trim", `{"start":0,"stop":1}`, 404},
 	{"DELETE", "/v1/list/:key", "/v1/list/k", "", 404},
+	{"POST", "/v1/channels/:channel/messages", "/v1/channels/k/messages", `{"message":"m"}`, 200},
 }

@@ -2,16 +2,13 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/maphash"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/maypok86/otter/v2"
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 	"go.uber.org/zap"
 )
 
@@ -168,55 +165,45 @@ func (e *nearEntry) ttl(now time.Time) time.Duration {
 	return max(e.keyExpires.Sub(now), time.Millisecond)
 }
 
-// track keeps Redis's tracking of the key prefix on until ctx ends: a
-// pub/sub connection receives the invalidations, another turns tracking on
-// and redirects it there. Whenever either connection is lost, the cache is
+// track keeps Redis's tracking of the key prefix on (in broadcast mode)
+// until ctx ends. Whenever a tracking connection is lost, the cache is
 // emptied and serves nothing until tracking is back. The log says when
 // tracking goes (at warn, once until it has held again) and when it comes
 // back (at info); NearTracking follows it.
 func (n *near) track(ctx context.Context, opts *redis.Options, prefix string, log *zap.Logger) {
-	var subID atomic.Int64
-	subOpts := *opts
-	subOpts.PoolSize, subOpts.MinIdleConns = 1, 0
-	// RESP2: Redis then sends a redirected invalidation as a message on
-	// __redis__:invalidate; on RESP3 it would be a push go-redis keeps.
-	subOpts.Protocol = 2
-	subOpts.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
-		// go-redis reconnects a pub/sub connection by itself. A new one
-		// has another id, which tracking does not redirect to: stop
+	t := newTracking(opts, func() {
+		// go-redis reconnects a pub/sub connection by itself: stop
 		// serving at once, and let the loop set tracking up again.
 		n.ready.Store(false)
 		n.flush()
-		id, err := cn.ClientID(ctx).Result()
-		subID.Store(id)
-		return err
-	}
-	// The options share their maintenance-notification settings with the
-	// caller's client, whose connections may rewrite them as they
-	// connect: each tracking client gets its own, off (a tracking
-	// connection follows no maintenance).
-	subOpts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	sub := redis.NewClient(&subOpts)
-	defer func() { _ = sub.Close() }()
-	ctlOpts := *opts
-	ctlOpts.PoolSize, ctlOpts.MinIdleConns = 1, 0
-	ctlOpts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	ctl := redis.NewClient(&ctlOpts)
-	defer func() { _ = ctl.Close() }()
+	})
+	defer t.close()
 
 	n.report.NearTracking(false)
 	// A Redis that keeps refusing (an ACL without CLIENT or SUBSCRIBE, a
 	// server older than 6) is asked again less and less often, and said
 	// once until tracking has held again.
 	wait, said, lost := nearRetryMin, false, false
-	up := func() {
-		n.report.NearTracking(true)
-		if lost {
-			log.Info("near cache: tracking is back; the cache serves again")
-		}
+	h := trackingHandler{
+		up: func() {
+			n.flush()
+			n.ready.Store(true)
+			n.report.NearTracking(true)
+			if lost {
+				log.Info("near cache: tracking is back; the cache serves again")
+			}
+		},
+		changed: func(keys []string) {
+			if keys == nil {
+				n.flush()
+			}
+			for _, k := range keys {
+				n.invalidate(k)
+			}
+		},
 	}
 	for ctx.Err() == nil {
-		held, err := n.trackOnce(ctx, sub, ctl, &subID, prefix, up)
+		held, err := t.session(ctx, []any{"BCAST", "PREFIX", prefix}, h)
 		n.ready.Store(false)
 		n.flush()
 		n.report.NearTracking(false)
@@ -238,82 +225,12 @@ func (n *near) track(ctx context.Context, opts *redis.Options, prefix string, lo
 	}
 }
 
-// The near cache asks Redis to track again after nearRetryMin, doubling
-// the wait on each failure up to nearRetryMax.
+// The near cache and the key watches ask Redis to track again after
+// nearRetryMin, doubling the wait on each failure up to nearRetryMax.
 const (
 	nearRetryMin = 500 * time.Millisecond
 	nearRetryMax = 30 * time.Second
 )
-
-// trackOnce sets tracking up and receives invalidations until a connection
-// fails. held says whether tracking was on before it failed.
-func (n *near) trackOnce(ctx context.Context, sub, ctl *redis.Client, subID *atomic.Int64, prefix string, up func()) (held bool, err error) {
-	ps := sub.Subscribe(ctx, "__redis__:invalidate")
-	defer func() { _ = ps.Close() }()
-	if _, err := ps.Receive(ctx); err != nil {
-		return false, err
-	}
-	id := subID.Load()
-	conn := ctl.Conn()
-	defer func() { _ = conn.Close() }()
-	// The pooled connection may still track from a previous round.
-	if err := conn.Do(ctx, "CLIENT", "TRACKING", "off").Err(); err != nil {
-		return false, err
-	}
-	if err := conn.Do(ctx, "CLIENT", "TRACKING", "on", "REDIRECT", id, "BCAST", "PREFIX", prefix).Err(); err != nil {
-		return false, err
-	}
-	n.flush()
-	n.ready.Store(true)
-	up()
-	for {
-		msg, err := ps.ReceiveTimeout(ctx, time.Second)
-		var netErr interface{ Timeout() bool }
-		switch {
-		case err != nil && errors.As(err, &netErr) && netErr.Timeout():
-			// Quiet: check that both connections still hold, and that the
-			// subscriber is still the connection tracking redirects to.
-			if err := ps.Ping(ctx); err != nil {
-				return true, err
-			}
-			info, err := conn.Do(ctx, "CLIENT", "TRACKINGINFO").Result()
-			if err != nil {
-				return true, err
-			}
-			if !strings.Contains(fmt.Sprint(info), fmt.Sprint(id)) || subID.Load() != id {
-				return true, fmt.Errorf("tracking no longer redirects to the subscriber %d: %v", id, info)
-			}
-			continue
-		case err != nil && flushed(err):
-			// FLUSHDB or FLUSHALL: every key changed, and the connection
-			// is fine.
-			n.flush()
-			continue
-		case err != nil:
-			return true, err
-		}
-		m, ok := msg.(*redis.Message)
-		if !ok {
-			continue
-		}
-		keys := m.PayloadSlice
-		if len(keys) == 0 {
-			keys = []string{m.Payload}
-		}
-		for _, k := range keys {
-			n.invalidate(k)
-		}
-	}
-}
-
-// flushed says whether err is go-redis refusing the invalidation Redis
-// sends for FLUSHDB and FLUSHALL: a message whose payload is a null array,
-// which go-redis (v9.23) does not turn into a Message. The reply was read
-// whole and the connection is still good; only the message is lost, and
-// it means that every key changed.
-func flushed(err error) bool {
-	return strings.HasSuffix(err.Error(), "unsupported pubsub message payload: <nil>")
-}
 
 type bypassNear struct{}
 

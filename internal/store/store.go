@@ -112,6 +112,15 @@ type Store struct {
 	failover *failoverWatch
 	// near is the near cache, nil while it is off.
 	near *near
+	// watches serve the key watches, nil on a Cluster; watchStart starts
+	// their tracking session, with the first watcher.
+	watches    *watchHub
+	watchStart func()
+	// channels are the pub/sub subscriptions, shared by channel.
+	channels *channelHub
+	// life is Open's context: what the store runs in the background
+	// ends with it.
+	life context.Context
 	// ready is the last readiness check (see Ready).
 	readyMu  sync.Mutex
 	readyAt  time.Time
@@ -131,9 +140,11 @@ func Open(ctx context.Context, rdb redis.UniversalClient, cfg Config, tel Teleme
 	if log == nil {
 		log = zap.NewNop()
 	}
-	s := &Store{rdb: rdb, cfg: cfg, tel: tel, log: log, prefix: cfg.KeyPrefix}
+	s := &Store{rdb: rdb, cfg: cfg, tel: tel, log: log, prefix: cfg.KeyPrefix, life: ctx}
 	s.failover = watchFailovers(rdb, tel, log.Named("redis"))
 	s.openNear(ctx)
+	s.openWatches(ctx)
+	s.channels = newChannelHub(s)
 	return s
 }
 

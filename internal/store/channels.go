@@ -1,0 +1,223 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Channels are Redis's sharded Pub/Sub (SPUBLISH, SSUBSCRIBE; Redis 7) on
+// every topology: on a Cluster a channel lives on its slot's shard, and
+// on one server or behind Sentinel the same commands behave as plain
+// Pub/Sub does, so a deployment that moves to a Cluster keeps its
+// channels, and one code path serves all three.
+
+// Message is one message of a channel.
+type Message struct {
+	// Channel is the channel's name, without the key prefix.
+	Channel string
+	Text    string
+	// PublishedAt is when the publisher sent it; for a message published
+	// without DubeBox's envelope (redis-cli), when it was received.
+	PublishedAt time.Time
+	// TraceParent and TraceState are the publisher's W3C trace context,
+	// carried inside the message.
+	TraceParent string
+	TraceState  string
+}
+
+// envelope is a message as it travels through Redis.
+type envelope struct {
+	Message     string    `json:"message"`
+	PublishedAt time.Time `json:"published_at"`
+	TraceParent string    `json:"traceparent,omitempty"`
+	TraceState  string    `json:"tracestate,omitempty"`
+}
+
+// Publish sends m to its channel and returns how many subscribers Redis
+// handed it to (on a Cluster, those of the channel's shard node).
+func (s *Store) Publish(ctx context.Context, m Message) (int64, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	b, err := json.Marshal(envelope{Message: m.Text, PublishedAt: m.PublishedAt, TraceParent: m.TraceParent, TraceState: m.TraceState})
+	if err != nil {
+		return 0, fmt.Errorf("publish: %w", err)
+	}
+	n, err := s.rdb.SPublish(ctx, s.key(m.Channel), b).Result()
+	return n, wrap("publish", err)
+}
+
+// ErrSlowReader ends a subscription whose reader let its buffer fill.
+var ErrSlowReader = errors.New("the subscriber did not keep up: its buffer was full")
+
+// Subscription is one subscriber of one channel. Messages come on C until
+// it is closed; Err then says why (nil after Close). Subscribers of the
+// same channel in one process share one Redis subscription.
+type Subscription struct {
+	C    <-chan Message
+	c    chan Message
+	t    *topic
+	once sync.Once
+	err  error
+}
+
+// Err says why C was closed.
+func (sub *Subscription) Err() error { return sub.err }
+
+// Close ends the subscription.
+func (sub *Subscription) Close() { sub.t.hub.leave(sub, nil) }
+
+// channelHub shares one Redis subscription per channel among the
+// process's subscribers.
+type channelHub struct {
+	s      *Store
+	mu     sync.Mutex
+	topics map[string]*topic
+}
+
+type topic struct {
+	hub  *channelHub
+	name string // with the prefix
+	ps   *redis.PubSub
+	subs map[*Subscription]struct{}
+	done bool
+}
+
+func newChannelHub(s *Store) *channelHub {
+	return &channelHub{s: s, topics: map[string]*topic{}}
+}
+
+// channelPing is how often a quiet subscription is pinged, so that a Redis
+// that stopped answering ends its subscribers' streams.
+const channelPing = 5 * time.Second
+
+// Subscribe subscribes to channel, with room for buffer messages the
+// reader has not taken: past it the subscription ends with ErrSlowReader.
+// It returns once Redis has confirmed the subscription, so a message
+// published after it returns is received.
+func (s *Store) Subscribe(ctx context.Context, channel string, buffer int) (*Subscription, error) {
+	h := s.channels
+	name := s.key(channel)
+	c := make(chan Message, buffer)
+	sub := &Subscription{C: c, c: c}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t := h.topics[name]
+	if t == nil {
+		ctx, cancel := s.ctx(ctx)
+		defer cancel()
+		ps := s.rdb.SSubscribe(ctx, name)
+		if _, err := ps.ReceiveTimeout(ctx, s.cfg.Timeout); err != nil {
+			_ = ps.Close()
+			return nil, wrap("subscribe", err)
+		}
+		t = &topic{hub: h, name: name, ps: ps, subs: map[*Subscription]struct{}{}}
+		h.topics[name] = t
+		go t.receive(s.life, channel)
+	}
+	sub.t = t
+	t.subs[sub] = struct{}{}
+	return sub, nil
+}
+
+// receive hands each message to the topic's subscribers until the
+// subscription fails, its last subscriber leaves or ctx (the store's
+// life) ends.
+func (t *topic) receive(ctx context.Context, channel string) {
+	for {
+		msg, err := t.ps.ReceiveTimeout(ctx, channelPing)
+		var netErr interface{ Timeout() bool }
+		if err != nil && errors.As(err, &netErr) && netErr.Timeout() {
+			err = t.ps.Ping(ctx)
+			if err == nil {
+				continue
+			}
+		}
+		if err != nil {
+			t.end(wrap("subscribe", err))
+			return
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "sunsubscribe" {
+				// Redis drops a shard channel's subscribers when its slot
+				// leaves the node (a failover, a resharding).
+				t.end(fmt.Errorf("subscribe: the channel's shard moved: %w", ErrUnavailable))
+				return
+			}
+		case *redis.Message:
+			t.deliver(channel, m.Payload)
+		}
+	}
+}
+
+func (t *topic) deliver(channel, payload string) {
+	m := Message{Channel: channel}
+	var env envelope
+	if json.Unmarshal([]byte(payload), &env) == nil && !env.PublishedAt.IsZero() {
+		m.Text, m.PublishedAt, m.TraceParent, m.TraceState = env.Message, env.PublishedAt, env.TraceParent, env.TraceState
+	} else {
+		m.Text, m.PublishedAt = payload, time.Now()
+	}
+	h := t.hub
+	h.mu.Lock()
+	var slow []*Subscription
+	for sub := range t.subs {
+		select {
+		case sub.c <- m:
+		default:
+			slow = append(slow, sub)
+		}
+	}
+	h.mu.Unlock()
+	for _, sub := range slow {
+		h.leave(sub, ErrSlowReader)
+	}
+}
+
+// end ends every subscriber of t with err.
+func (t *topic) end(err error) {
+	h := t.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if t.done {
+		return
+	}
+	t.done = true
+	if h.topics[t.name] == t {
+		delete(h.topics, t.name)
+	}
+	for sub := range t.subs {
+		sub.finish(err)
+	}
+	_ = t.ps.Close()
+}
+
+// leave removes sub, closing its channel with err; the last subscriber
+// to leave closes the Redis subscription.
+func (h *channelHub) leave(sub *Subscription, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t := sub.t
+	sub.finish(err)
+	delete(t.subs, sub)
+	if len(t.subs) == 0 && !t.done {
+		t.done = true
+		delete(h.topics, t.name)
+		// The receiver's next call fails on the closed subscription and
+		// finds nobody to tell.
+		_ = t.ps.Close()
+	}
+}
+
+func (sub *Subscription) finish(err error) {
+	sub.once.Do(func() {
+		sub.err = err
+		close(sub.c)
+	})
+}
