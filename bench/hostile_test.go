@@ -221,6 +221,35 @@ func hostileWorkloads() []hostile {
 					}
 				})
 			}},
+		{"streams", "MAX_SSE_STREAMS (512) streams, each on a channel of its own and never read, while 8 clients publish MAX_MESSAGE_BYTES (64 KiB) messages to every channel for 3 s",
+			func(t *testing.T, pl plan, base string) {
+				t.Helper()
+				addr := strings.TrimPrefix(base, "http://")
+				const streams = 512
+				var conns []net.Conn
+				for i := range streams {
+					d := net.Dialer{Timeout: 2 * time.Second}
+					c, err := d.DialContext(context.Background(), "tcp", addr)
+					if err != nil {
+						t.Fatal(err)
+					}
+					conns = append(conns, c)
+					_, _ = fmt.Fprintf(c, "GET /v1/channels/hostile%d/events HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n", i)
+				}
+				defer func() {
+					for _, c := range conns {
+						_ = c.Close()
+					}
+				}()
+				time.Sleep(time.Second)
+				body := `{"message":"` + strings.Repeat("m", 64<<10-1) + `"}`
+				until := time.Now().Add(3 * time.Second)
+				parallel(8, func(w int) {
+					for i := w; time.Now().Before(until); i += 8 {
+						mustDo(t, http.MethodPost, fmt.Sprintf("%s/v1/channels/hostile%d/messages", base, i%streams), body, 200, 503, 504)
+					}
+				})
+			}},
 		{"slow headers", "2,000 connections, no token, each sending a header line of 1,000,000 bytes and never finishing it, held for 3 s",
 			func(t *testing.T, pl plan, base string) {
 				t.Helper()

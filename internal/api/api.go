@@ -1,6 +1,7 @@
 // Package api is DubeBox's HTTP layer: the Gin router, the routes kept from
 // the original Flask tutorial (seed.go) and those of /v1 (a file per
-// resource: strings, hashes, lists, keys), the middleware (middleware.go,
+// resource: strings, hashes, lists, keys, channels, and the key watches,
+// with the event streams they share in sse.go), the middleware (middleware.go,
 // auth.go, limits.go), input validation (input.go), the JSON encoding of
 // answers (encode.go) and the one mapping of errors to statuses
 // (errors.go). It knows the store only through the small interfaces each
@@ -95,6 +96,11 @@ type Config struct {
 	// RateLimitBurst is the bucket's size; 0 means RateLimitRPS rounded up.
 	// It is 0 while the limit is off.
 	RateLimitBurst int `env:"RATE_LIMIT_BURST" envDefault:"0" valid:"0..1048576"`
+	// MaxMessageBytes bounds a message published to a channel. Messages
+	// are notifications (a large payload belongs in a key the message
+	// names): every stream may hold one while it writes it, so the
+	// streams' memory is bounded by MaxSSEStreams times this.
+	MaxMessageBytes int `env:"MAX_MESSAGE_BYTES" envDefault:"65536" valid:"1..16777216"`
 	// MaxSSEStreams bounds the event streams (channel subscriptions and
 	// key watches) open at once; past it a stream is refused with 503
 	// overloaded. Streams do not count against MAX_INFLIGHT_REQUESTS.
@@ -188,9 +194,10 @@ type handler struct {
 // preflights), the limits on the URL and the headers; then, on the data
 // routes, the data answers' headers, the browser guard (cross-origin
 // writes, the Host of a token-less instance), auth (with its own limit on
-// failures), the rate limit, the bound on requests in flight, the refusal
-// of query parameters a route does not take and of conditions it does not
-// take. Every GET route answers HEAD; OPTIONS is answered on every route.
+// failures), the rate limit, the bound on requests in flight (on the
+// event streams, the bound on streams instead), the refusal of query
+// parameters a route does not take and of conditions it does not take.
+// Every GET route answers HEAD; OPTIONS is answered on every route.
 func New(cfg Config, deps Deps) http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	h := &handler{

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"time"
 	"unicode/utf8"
@@ -19,7 +20,7 @@ import (
 // channelStore is what the channel routes need.
 type channelStore interface {
 	Publish(ctx context.Context, m store.Message) (int64, error)
-	Subscribe(ctx context.Context, channel string, buffer int) (*store.Subscription, error)
+	Subscribe(ctx context.Context, channel string, buffer, budget int) (*store.Subscription, error)
 }
 
 type publishRequest struct {
@@ -64,8 +65,8 @@ func (h *handler) publish(c *gin.Context) error {
 	if req.Message == nil {
 		return invalid("message is required")
 	}
-	if err := h.checkValue(*req.Message); err != nil {
-		return err
+	if len(*req.Message) > h.cfg.MaxMessageBytes {
+		return tooLarge(fmt.Sprintf("message is longer than %d bytes (MAX_MESSAGE_BYTES)", h.cfg.MaxMessageBytes))
 	}
 	ctx, span := h.tracer.Start(c.Request.Context(), "publish", trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(messagingSystem, semconv.MessagingOperationTypeSend,
@@ -100,17 +101,18 @@ func (h *handler) subscribe(c *gin.Context) error {
 		return nil
 	}
 	ctx := c.Request.Context()
-	sub, err := h.store.Subscribe(ctx, channel, streamBuffer)
+	sub, err := h.store.Subscribe(ctx, channel, streamBuffer, h.queueBudget())
 	if err != nil {
 		return err
 	}
 	defer sub.Close()
 	serveStream(h, c, "channel", sub.C, func(s *stream, m store.Message, ok bool) bool {
-		switch {
-		case !ok:
+		if !ok {
 			s.fail(sub.Err())
 			return false
-		case !utf8.ValidString(m.Text):
+		}
+		defer sub.Taken(m)
+		if !utf8.ValidString(m.Text) {
 			h.metrics.Dropped("channel", "not_utf8")
 			return true
 		}

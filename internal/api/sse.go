@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
@@ -25,6 +24,14 @@ import (
 // before it is dropped as a slow reader: a burst this long is absorbed
 // while its connection's buffers are full.
 const streamBuffer = 64
+
+// queueBudget bounds the bytes of the messages the instance's streams hold,
+// queued or being written, each message counted once however many streams
+// hold it: 16 MiB, or room for sixteen of the largest. A stream that is
+// behind while the budget is spent is dropped as a slow reader; a stream
+// that holds nothing still takes each message, so the streams hold at most
+// the budget plus MAX_SSE_STREAMS messages (docs/operations.md).
+func (h *handler) queueBudget() int { return max(16<<20, 16*h.cfg.MaxMessageBytes) }
 
 // sseRetry is the reconnection delay a stream asks of EventSource.
 const sseRetry = 2 * time.Second
@@ -105,7 +112,6 @@ type stream struct {
 	c    *gin.Context
 	rc   *http.ResponseController
 	kind string
-	buf  bytes.Buffer
 }
 
 // openStream answers 200 with the event stream's headers and its retry
@@ -141,23 +147,28 @@ func (s *stream) write(b []byte) error {
 }
 
 // event sends one event: its name, its id when not empty, and data as
-// JSON on one data line (JSON escapes every line break).
+// JSON on one data line (JSON escapes every line break). The JSON is
+// encoded straight to the connection's buffer, so that a large message
+// sent to many streams is never copied once per stream.
 func (s *stream) event(name, id string, data any) error {
-	s.buf.Reset()
-	s.buf.WriteString("event: ")
-	s.buf.WriteString(name)
-	s.buf.WriteByte('\n')
-	if id != "" {
-		s.buf.WriteString("id: ")
-		s.buf.WriteString(id)
-		s.buf.WriteByte('\n')
-	}
-	s.buf.WriteString("data: ")
-	if err := json.MarshalWrite(&s.buf, data, encodeOptions); err != nil {
+	if err := s.rc.SetWriteDeadline(time.Now().Add(s.h.cfg.SSEWriteTimeout)); err != nil {
 		return err
 	}
-	s.buf.WriteString("\n\n")
-	return s.write(s.buf.Bytes())
+	w := s.c.Writer
+	head := "event: " + name + "\n"
+	if id != "" {
+		head += "id: " + id + "\n"
+	}
+	if _, err := w.WriteString(head + "data: "); err != nil {
+		return err
+	}
+	if err := json.MarshalWrite(w, data, encodeOptions); err != nil {
+		return err
+	}
+	if _, err := w.WriteString("\n\n"); err != nil {
+		return err
+	}
+	return s.rc.Flush()
 }
 
 // heartbeat sends a comment, which EventSource ignores and proxies take

@@ -1,15 +1,15 @@
 package api_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dubebox/dubebox/internal/servicetest"
 )
 
 // sseEvent is one event of a stream, or a comment (a heartbeat).
@@ -89,30 +89,11 @@ func (s *sseStream) close() {
 }
 
 func (s *sseStream) read() {
+	raw := make(chan servicetest.Event, 1<<16)
+	go servicetest.ReadEvents(s.resp.Body, raw)
 	defer close(s.events)
-	r := bufio.NewReader(s.resp.Body)
-	var ev sseEvent
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return
-		}
-		line = strings.TrimSuffix(line, "\n")
-		switch {
-		case line == "":
-			if ev.name != "" || ev.data != "" {
-				s.events <- ev
-			}
-			ev = sseEvent{}
-		case strings.HasPrefix(line, ":"):
-			s.events <- sseEvent{comment: strings.TrimSpace(line[1:])}
-		case strings.HasPrefix(line, "event: "):
-			ev.name = line[len("event: "):]
-		case strings.HasPrefix(line, "id: "):
-			ev.id = line[len("id: "):]
-		case strings.HasPrefix(line, "data: "):
-			ev.data = line[len("data: "):]
-		}
+	for ev := range raw {
+		s.events <- sseEvent{name: ev.Name, id: ev.ID, data: ev.Data, comment: ev.Comment}
 	}
 }
 

@@ -344,13 +344,14 @@ func TestReadTokenStreams(t *testing.T) {
 // TestPublishRefusals: bad channel names and bodies change nothing.
 func TestPublishRefusals(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, "")
+	e := newEnv(t, "", func(c *apiConfig, _ *apiDeps) { c.MaxMessageBytes = 100 })
 	for _, tc := range []struct{ path, body, code string }{
 		{"/v1/channels/c/messages", `{}`, api.CodeInvalidArgument},
 		{"/v1/channels/c/messages", `{"message":null}`, api.CodeInvalidArgument},
 		{"/v1/channels/c/messages", `{"message":1}`, api.CodeInvalidArgument},
 		{"/v1/channels/c/messages", `{"message":"x","extra":1}`, api.CodeInvalidArgument},
 		{"/v1/channels/c/messages", `{"message":"` + strings.Repeat("x", 1025) + `"}`, api.CodePayloadTooLarge},
+		{"/v1/channels/c/messages", `{"message":"` + strings.Repeat("x", 101) + `"}`, api.CodePayloadTooLarge},
 		{"/v1/channels/" + strings.Repeat("c", 33) + "/messages", `{"message":"x"}`, api.CodeInvalidArgument},
 		{"/v1/channels/%2e%2e/messages", `{"message":"x"}`, api.CodeInvalidArgument},
 	} {
@@ -365,7 +366,7 @@ func TestPublishRefusals(t *testing.T) {
 // counted, and the one that reads gets every message.
 func TestSlowReaderDropped(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, "", withStreams(10, time.Hour, 200*time.Millisecond), func(c *apiConfig, _ *apiDeps) { c.MaxValueBytes = 64 << 10 })
+	e := newEnv(t, "", withStreams(10, time.Hour, 200*time.Millisecond), func(c *apiConfig, _ *apiDeps) { c.MaxValueBytes, c.MaxMessageBytes = 64<<10, 64<<10 })
 	good, _ := e.open(t, "/v1/channels/flood/events")
 
 	// The slow client: a small receive buffer, and it never reads.

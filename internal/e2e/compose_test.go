@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -290,6 +291,7 @@ type readmeCurl struct {
 	line, method, url, body string
 	headers                 []string // "Name: value", from -H
 	want                    string   // a JSON object, or ""
+	stream                  bool     // -N: a stream, whose first event is enough
 }
 
 var curlJSON = regexp.MustCompile(`#\s*(\{.*\})\s*$`)
@@ -342,6 +344,8 @@ func readmeCurls(t *testing.T, top string, env func(string) string) []readmeCurl
 			case "-H":
 				i++
 				c.headers = append(c.headers, args[i])
+			case "-N":
+				c.stream = true
 			case "-s", "-i":
 			default:
 				c.url = args[i]
@@ -436,6 +440,16 @@ func checkReadmeCurls(t *testing.T, e *engine, top, base string) {
 		resp, err := client.Do(req)
 		if err != nil {
 			t.Errorf("%s: %v", c.line, err)
+			continue
+		}
+		if c.stream {
+			// The stream's opening is its answer: it goes on until its
+			// client leaves.
+			first, _ := bufio.NewReader(resp.Body).ReadString('\n')
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" || !strings.HasPrefix(first, "retry: ") {
+				t.Errorf("%s: %d %s %q", c.line, resp.StatusCode, resp.Header.Get("Content-Type"), first)
+			}
 			continue
 		}
 		got, _ := io.ReadAll(resp.Body)

@@ -384,8 +384,11 @@ func waitPromotion(live *redis.Client, replicas map[string]bool, killAt time.Tim
 // 0 the load is mixed and the loss is measured.
 func TestSentinelPrimaryKilled(t *testing.T) { eachWait(t, sentinelPrimaryKilled) }
 
-//nolint:thelper // a test body, run once per REDIS_WAIT_REPLICAS.
-func sentinelPrimaryKilled(t *testing.T, wait int) {
+// startOnSentinel starts a primary with replicas behind three Sentinels,
+// and the service on them with env; it returns the Sentinels' addresses
+// too.
+func startOnSentinel(t *testing.T, env ...string) (*redistest.Sentinel, *service, []string) {
+	t.Helper()
 	st, err := redistest.StartSentinel(t.TempDir(), sentinelDownAfter)
 	if err != nil {
 		t.Fatal(err)
@@ -395,8 +398,14 @@ func sentinelPrimaryKilled(t *testing.T, wait int) {
 	for _, sn := range st.Sentinels {
 		addrs = append(addrs, sn.Addr)
 	}
-	s := start(t, "", "REDIS_SENTINEL_ADDRS="+strings.Join(addrs, ","), "REDIS_SENTINEL_MASTER="+redistest.SentinelMaster,
-		"REDIS_TIMEOUT="+redisTimeout.String(), fmt.Sprintf("REDIS_WAIT_REPLICAS=%d", wait))
+	s := start(t, "", append([]string{"REDIS_SENTINEL_ADDRS=" + strings.Join(addrs, ","), "REDIS_SENTINEL_MASTER=" + redistest.SentinelMaster,
+		"REDIS_TIMEOUT=" + redisTimeout.String()}, env...)...)
+	return st, s, addrs
+}
+
+//nolint:thelper // a test body, run once per REDIS_WAIT_REPLICAS.
+func sentinelPrimaryKilled(t *testing.T, wait int) {
+	st, s, addrs := startOnSentinel(t, fmt.Sprintf("REDIS_WAIT_REPLICAS=%d", wait))
 	ctx := context.Background()
 	lctx, cancel := context.WithCancel(ctx)
 	load := mixed

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -29,6 +30,15 @@ type Message struct {
 	// carried inside the message.
 	TraceParent string
 	TraceState  string
+	// held counts the subscribers holding this message, for the budget.
+	held *held
+}
+
+// held is one received message's share of the process's budget: its bytes
+// count once, while any subscriber holds it.
+type held struct {
+	subs atomic.Int32
+	size int64
 }
 
 // envelope is a message as it travels through Redis.
@@ -53,17 +63,29 @@ func (s *Store) Publish(ctx context.Context, m Message) (int64, error) {
 }
 
 // ErrSlowReader ends a subscription whose reader let its buffer fill.
-var ErrSlowReader = errors.New("the subscriber did not keep up: its buffer was full")
+var ErrSlowReader = errors.New("the subscriber did not keep up: its buffer, or the process's budget for queued messages, was full")
 
 // Subscription is one subscriber of one channel. Messages come on C until
 // it is closed; Err then says why (nil after Close). Subscribers of the
-// same channel in one process share one Redis subscription.
+// same channel in one process share one Redis subscription. The reader
+// calls Taken once it is done with a message, so that the bytes it held
+// count against the process's budget no more.
 type Subscription struct {
 	C    <-chan Message
 	c    chan Message
 	t    *topic
 	once sync.Once
 	err  error
+	// pending is the messages handed to the reader and not yet Taken.
+	pending atomic.Int32
+}
+
+// Taken says the reader is done with m.
+func (sub *Subscription) Taken(m Message) {
+	sub.pending.Add(-1)
+	if m.held != nil && m.held.subs.Add(-1) == 0 {
+		sub.t.hub.queued.Add(-m.held.size)
+	}
 }
 
 // Err says why C was closed.
@@ -78,6 +100,11 @@ type channelHub struct {
 	s      *Store
 	mu     sync.Mutex
 	topics map[string]*topic
+	// queued is the bytes of the messages handed to subscribers and not
+	// yet Taken by all of them, each message counted once; budget bounds
+	// it.
+	queued atomic.Int64
+	budget atomic.Int64
 }
 
 type topic struct {
@@ -98,10 +125,17 @@ const channelPing = 5 * time.Second
 
 // Subscribe subscribes to channel, with room for buffer messages the
 // reader has not taken: past it the subscription ends with ErrSlowReader.
-// It returns once Redis has confirmed the subscription, so a message
-// published after it returns is received.
-func (s *Store) Subscribe(ctx context.Context, channel string, buffer int) (*Subscription, error) {
+// budget bounds the bytes of the messages all the process's subscribers
+// hold (each message once, however many hold it): while a message would
+// take them past it, the subscribers that still hold an earlier one end
+// with ErrSlowReader, and only those that hold nothing take it. So slow
+// readers make the process hold at most budget, plus one message per
+// subscriber. It returns once Redis
+// has confirmed the subscription, so a message published after it returns
+// is received.
+func (s *Store) Subscribe(ctx context.Context, channel string, buffer, budget int) (*Subscription, error) {
 	h := s.channels
+	h.budget.Store(int64(budget))
 	name := s.key(channel)
 	c := make(chan Message, buffer)
 	sub := &Subscription{C: c, c: c}
@@ -114,6 +148,10 @@ func (s *Store) Subscribe(ctx context.Context, channel string, buffer int) (*Sub
 		ps := s.rdb.SSubscribe(ctx, name)
 		if _, err := ps.ReceiveTimeout(ctx, s.cfg.Timeout); err != nil {
 			_ = ps.Close()
+			// A subscription's connection is no command the failover
+			// watch's hook sees: tell it, so that a Cluster client with a
+			// dead primary in its map of slots reloads it.
+			s.failover.seen(err)
 			return nil, wrap("subscribe", err)
 		}
 		t = &topic{hub: h, name: name, ps: ps, subs: map[*Subscription]struct{}{}}
@@ -139,6 +177,7 @@ func (t *topic) receive(ctx context.Context, channel string) {
 			}
 		}
 		if err != nil {
+			t.hub.s.failover.seen(err)
 			t.end(wrap("subscribe", err))
 			return
 		}
@@ -165,14 +204,31 @@ func (t *topic) deliver(channel, payload string) {
 		m.Text, m.PublishedAt = payload, time.Now()
 	}
 	h := t.hub
+	// The deliverer holds the message too until every subscriber had
+	// its chance, so that its bytes are counted once and released once.
+	m.held = &held{size: int64(len(m.Text))}
+	m.held.subs.Store(1)
 	h.mu.Lock()
+	over := h.queued.Load()+m.held.size > h.budget.Load()
+	h.queued.Add(m.held.size)
 	var slow []*Subscription
 	for sub := range t.subs {
+		if over && sub.pending.Load() > 0 {
+			slow = append(slow, sub)
+			continue
+		}
+		m.held.subs.Add(1)
+		sub.pending.Add(1)
 		select {
 		case sub.c <- m:
 		default:
+			sub.pending.Add(-1)
+			m.held.subs.Add(-1)
 			slow = append(slow, sub)
 		}
+	}
+	if m.held.subs.Add(-1) == 0 {
+		h.queued.Add(-m.held.size)
 	}
 	h.mu.Unlock()
 	for _, sub := range slow {
@@ -219,5 +275,19 @@ func (sub *Subscription) finish(err error) {
 	sub.once.Do(func() {
 		sub.err = err
 		close(sub.c)
+		// What the reader will not take no longer counts. (A reader
+		// still draining takes its messages off the same channel, each
+		// one once.)
+		for {
+			select {
+			case m, ok := <-sub.c:
+				if !ok {
+					return
+				}
+				sub.Taken(m)
+			default:
+				return
+			}
+		}
 	})
 }

@@ -80,6 +80,8 @@ type watchHub struct {
 	mu   sync.Mutex
 	keys map[string]map[string]*watched // by full key, then by type
 	up   chan struct{}                  // closed while a session holds
+	// kick asks a waiting run to try again now: a watcher is waiting.
+	kick chan struct{}
 }
 
 // watched is one key watched as one type, by one or more watchers.
@@ -109,7 +111,7 @@ func (s *Store) openWatches(ctx context.Context) {
 	if !ok {
 		return
 	}
-	h := &watchHub{s: s, log: s.log.Named("watch"), keys: map[string]map[string]*watched{}, up: make(chan struct{})}
+	h := &watchHub{s: s, log: s.log.Named("watch"), keys: map[string]map[string]*watched{}, up: make(chan struct{}), kick: make(chan struct{}, 1)}
 	h.t = newTracking(c.Options(), func() {})
 	s.watches = h
 	s.watchStart = sync.OnceFunc(func() { go h.run(ctx, isFailoverClient(c)) })
@@ -165,6 +167,7 @@ func (h *watchHub) run(ctx context.Context, sentinel bool) {
 		select {
 		case <-ctx.Done():
 		case <-time.After(wait):
+		case <-h.kick:
 		}
 		wait = min(2*wait, nearRetryMax)
 	}
@@ -178,6 +181,10 @@ func (h *watchHub) join(ctx context.Context, key, typ string, budget int) (*Watc
 	h.mu.Lock()
 	up := h.up
 	h.mu.Unlock()
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
 	select {
 	case <-up:
 	case <-ctx.Done():
