@@ -60,7 +60,7 @@ compose-test: ## docker compose up for real, checked and torn down (starts a pri
 screenshot: ## the README's pictures in docs/: four dashboard panels drawn from their queries under make e2e's load, and the /docs page (needs prometheus, prometheus-redis-exporter, chromium)
 	DUBEBOX_PICTURES=$(CURDIR)/docs $(GO) test -tags e2e -count=1 -v -run '^TestStack$$/^single$$' ./internal/e2e
 
-faults: ## fault tests (Redis stalled, killed, full; Cluster and Sentinel failover, resharding; pool flood; shutdown; slow clients) and the hostile-input suite
+faults: ## fault tests (Redis stalled, killed, full; Cluster and Sentinel failover, resharding; pool flood; shutdown; slow clients; event streams through failovers and SIGTERM) and the hostile-input suite
 	$(GO) test -tags faults -count=1 -v ./internal/faults
 	$(GO) test -count=1 -v -run '^(TestHostileInput|TestReadToken|TestRateLimit|TestTokenGuessingIsSlowed|TestCardinalityIsBounded|TestSecretsNeverLeak|TestNamespaceIsolation|TestRedisAuth)$$' ./internal/api ./cmd/dubebox
 

@@ -104,7 +104,7 @@ type Config struct {
 	// MaxSSEStreams bounds the event streams (channel subscriptions and
 	// key watches) open at once; past it a stream is refused with 503
 	// overloaded. Streams do not count against MAX_INFLIGHT_REQUESTS.
-	MaxSSEStreams int `env:"MAX_SSE_STREAMS" envDefault:"512" valid:"1..1048576"`
+	MaxSSEStreams int `env:"MAX_SSE_STREAMS" envDefault:"256" valid:"1..1048576"`
 	// SSEHeartbeat is how often a quiet stream sends a comment, so that
 	// proxies and load balancers keep it open.
 	SSEHeartbeat time.Duration `env:"SSE_HEARTBEAT" envDefault:"15s" valid:"positive"`

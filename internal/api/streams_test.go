@@ -555,3 +555,25 @@ func TestEventSourceInChromium(t *testing.T) {
 	}
 	t.Errorf("the page received %q, want the message from curl and the change from redis-cli", got)
 }
+
+// TestChannelMessagesAroundDubeBox: a message published with redis-cli's
+// SPUBLISH reaches the subscribers as it is; one that is not UTF-8 is
+// skipped and counted, and the stream goes on.
+func TestChannelMessagesAroundDubeBox(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	s, _ := e.open(t, "/v1/channels/raw/events")
+	for _, payload := range []string{"from redis-cli", "\xff\xfe", `{"message":"looks like JSON"}`} {
+		if err := e.rdb.SPublish(t.Context(), e.prefix+"raw", payload).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []string{"from redis-cli", `{"message":"looks like JSON"}`} {
+		if m := s.nextOf(t, "message"); m["message"] != want {
+			t.Errorf("message %v, want %q", m, want)
+		}
+	}
+	if got := sample(t, e.metrics, "dubebox_sse_dropped_total", "kind", "channel", "reason", "not_utf8"); got != 1 {
+		t.Errorf("messages skipped as not UTF-8: %v, want 1", got)
+	}
+}

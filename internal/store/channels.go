@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,9 +42,15 @@ type held struct {
 	size int64
 }
 
-// envelope is a message as it travels through Redis.
+// A message travels through Redis as envelopeMagic, its envelope (JSON on
+// one line), a line break and the message's bytes as they are: a
+// subscriber takes the message as a part of what Redis sent, never a
+// copy, and a message without the magic (published around DubeBox) is
+// the message whole.
+const envelopeMagic = "\x1edubebox/1\x1f"
+
+// envelope is what travels with a message.
 type envelope struct {
-	Message     string    `json:"message"`
 	PublishedAt time.Time `json:"published_at"`
 	TraceParent string    `json:"traceparent,omitempty"`
 	TraceState  string    `json:"tracestate,omitempty"`
@@ -54,11 +61,11 @@ type envelope struct {
 func (s *Store) Publish(ctx context.Context, m Message) (int64, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	b, err := json.Marshal(envelope{Message: m.Text, PublishedAt: m.PublishedAt, TraceParent: m.TraceParent, TraceState: m.TraceState})
+	env, err := json.Marshal(envelope{PublishedAt: m.PublishedAt, TraceParent: m.TraceParent, TraceState: m.TraceState})
 	if err != nil {
 		return 0, fmt.Errorf("publish: %w", err)
 	}
-	n, err := s.rdb.SPublish(ctx, s.key(m.Channel), b).Result()
+	n, err := s.rdb.SPublish(ctx, s.key(m.Channel), envelopeMagic+string(env)+"\n"+m.Text).Result()
 	return n, wrap("publish", err)
 }
 
@@ -197,11 +204,12 @@ func (t *topic) receive(ctx context.Context, channel string) {
 
 func (t *topic) deliver(channel, payload string) {
 	m := Message{Channel: channel}
-	var env envelope
-	if json.Unmarshal([]byte(payload), &env) == nil && !env.PublishedAt.IsZero() {
-		m.Text, m.PublishedAt, m.TraceParent, m.TraceState = env.Message, env.PublishedAt, env.TraceParent, env.TraceState
-	} else {
-		m.Text, m.PublishedAt = payload, time.Now()
+	m.Text, m.PublishedAt = payload, time.Now()
+	if rest, ok := strings.CutPrefix(payload, envelopeMagic); ok {
+		var env envelope
+		if head, text, ok := strings.Cut(rest, "\n"); ok && json.Unmarshal([]byte(head), &env) == nil {
+			m.Text, m.PublishedAt, m.TraceParent, m.TraceState = text, env.PublishedAt, env.TraceParent, env.TraceState
+		}
 	}
 	h := t.hub
 	// The deliverer holds the message too until every subscriber had
