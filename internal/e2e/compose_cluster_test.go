@@ -37,7 +37,7 @@ func composeCluster(t *testing.T, e *engine, top string) {
 	}
 	t.Logf("compose cluster: %d services up in %v", len(services), time.Since(start).Round(time.Second))
 
-	checkReadmeCurls(t, e, top, apiURL)
+	checkReadmeCurls(t, e, top, apiURL, true)
 
 	client := &http.Client{Timeout: 3 * time.Second}
 	do := func(method, path, body string) int {

@@ -138,7 +138,7 @@ func composeStack(t *testing.T, e *engine, top string) {
 	t.Logf("compose: %d services up in %v", len(services), time.Since(start).Round(time.Second))
 
 	sum := composeSummary{services: len(services), healthy: healthy}
-	checkReadmeCurls(t, e, top, apiURL)
+	checkReadmeCurls(t, e, top, apiURL, false)
 
 	trafficStart := time.Now()
 	stats := drive(t, apiURL, 30*time.Second)
@@ -404,8 +404,9 @@ func shellWords(s string, env func(string) string) []string {
 // counted down by a few seconds; "..." stands for any version). The
 // quickstart's /metrics is for make run: in the stack /metrics is on the
 // API's METRICS_ADDR inside Compose's network, which the Prometheus checks
-// read.
-func checkReadmeCurls(t *testing.T, e *engine, top, base string) {
+// read. On a Cluster (cluster), a key watch answers 501 not_supported, as
+// the README says it does there.
+func checkReadmeCurls(t *testing.T, e *engine, top, base string, cluster bool) {
 	t.Helper()
 	env := func(name string) string {
 		for _, kv := range e.env {
@@ -447,6 +448,12 @@ func checkReadmeCurls(t *testing.T, e *engine, top, base string) {
 			// client leaves.
 			first, _ := bufio.NewReader(resp.Body).ReadString('\n')
 			_ = resp.Body.Close()
+			if cluster && !strings.Contains(c.url, "/v1/channels/") {
+				if resp.StatusCode != http.StatusNotImplemented || !strings.Contains(first, `"not_supported"`) {
+					t.Errorf("%s on a Cluster: %d %q, want 501 not_supported", c.line, resp.StatusCode, first)
+				}
+				continue
+			}
 			if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" || !strings.HasPrefix(first, "retry: ") {
 				t.Errorf("%s: %d %s %q", c.line, resp.StatusCode, resp.Header.Get("Content-Type"), first)
 			}

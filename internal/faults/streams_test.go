@@ -265,3 +265,38 @@ func checkStreamsThroughFailover(t *testing.T, s *service, kill func(), within t
 	t.Logf("faults: primary killed: both streams ended with an error event after %v; reopened, they followed the new primary %v after the kill",
 		ended.Round(time.Millisecond), time.Since(killAt).Round(time.Millisecond))
 }
+
+// TestStreamsThroughRedisStall: a Redis that stops answering without
+// closing its connections (SIGSTOP) ends a subscription and a key watch
+// with an error event within seconds, as a dead one does; once it
+// answers again, streams open again.
+func TestStreamsThroughRedisStall(t *testing.T) {
+	rs := redistest.Start(t)
+	s := start(t, rs.Addr, "REDIS_TIMEOUT="+redisTimeout.String())
+	sub, status := openStream(t, s.base+"/v1/channels/news/events")
+	if sub == nil {
+		t.Fatalf("subscribe: %d", status)
+	}
+	watch, status := openStream(t, s.base+"/v1/kv/w/events")
+	if watch == nil {
+		t.Fatalf("watch: %d", status)
+	}
+	expect(t, watch, "deleted", 5*time.Second)
+	if err := rs.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	stalled := time.Now()
+	for _, events := range []<-chan event{sub, watch} {
+		if ev := expect(t, events, "error", 15*time.Second); !strings.Contains(ev.data, `"code":"unavailable"`) {
+			t.Errorf("error event %s", ev.data)
+		}
+	}
+	ended := time.Since(stalled)
+	if err := rs.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	sub = reopen(t, s.base+"/v1/channels/news/events", 15*time.Second)
+	publishUntilHeard(t, s, sub, 15*time.Second)
+	t.Logf("faults: Redis stalled (SIGSTOP) under a subscription and a key watch: both ended with an error event within %v; after SIGCONT a new subscription heard a publish",
+		ended.Round(time.Millisecond))
+}

@@ -126,9 +126,14 @@ func newChannelHub(s *Store) *channelHub {
 	return &channelHub{s: s, topics: map[string]*topic{}}
 }
 
-// channelPing is how often a quiet subscription is pinged, so that a Redis
-// that stopped answering ends its subscribers' streams.
-const channelPing = 5 * time.Second
+// channelPing is how often a quiet subscription is pinged. A Redis that
+// answers nothing, not even a ping, for channelSilence (stalled, or cut
+// off without the connection closing) ends its subscribers' streams, as a
+// closed connection does.
+const (
+	channelPing    = 2 * time.Second
+	channelSilence = 2*channelPing + time.Second
+)
 
 // Subscribe subscribes to channel, with room for buffer messages the
 // reader has not taken: past it the subscription ends with ErrSlowReader.
@@ -174,14 +179,19 @@ func (s *Store) Subscribe(ctx context.Context, channel string, buffer, budget in
 // subscription fails, its last subscriber leaves or ctx (the store's
 // life) ends.
 func (t *topic) receive(ctx context.Context, channel string) {
+	heard := time.Now()
 	for {
 		msg, err := t.ps.ReceiveTimeout(ctx, channelPing)
 		var netErr interface{ Timeout() bool }
 		if err != nil && errors.As(err, &netErr) && netErr.Timeout() {
-			err = t.ps.Ping(ctx)
-			if err == nil {
+			if time.Since(heard) > channelSilence {
+				err = fmt.Errorf("no answer to a ping for %v: %w", time.Since(heard).Round(time.Second), ErrUnavailable)
+			} else if err = t.ps.Ping(ctx); err == nil {
 				continue
 			}
+		}
+		if err == nil {
+			heard = time.Now()
 		}
 		if err != nil {
 			t.hub.s.failover.seen(err)
