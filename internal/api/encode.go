@@ -65,6 +65,9 @@ func (o *optionalTTL) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 	return nil
 }
 
+// errNotUTF8JSON answers a JSON read of a value that is not UTF-8.
+var errNotUTF8JSON = &Error{Code: CodeNotAcceptable, Message: "a value is not UTF-8, which JSON cannot carry: read a string's bytes as they are with Accept: application/octet-stream on GET /v1/kv/{key}"}
+
 // reply answers status with v as JSON. The encoder writes to the
 // connection as it goes, holding at most about one value at a time, so a
 // large page is never built whole in memory.
@@ -76,10 +79,15 @@ func (h *handler) reply(c *gin.Context, status int, v any) {
 	case err == nil:
 	case !c.Writer.Written():
 		// Nothing went out: a value JSON cannot carry (a string that is
-		// not UTF-8, written to Redis by another client) would otherwise
-		// be an empty 200. It is a 500 whose cause is logged.
-		for _, name := range []string{"ETag", "X-Cache", "Idempotent-Replayed"} {
+		// not UTF-8, written to Redis by another client) is 406, never an
+		// empty 200 nor a value with U+FFFD in place of its bytes; any
+		// other failure is a 500 whose cause is logged.
+		for _, name := range []string{"ETag", "X-Cache", "Idempotent-Replayed", "X-TTL-Seconds"} {
 			c.Writer.Header().Del(name)
+		}
+		if strings.Contains(err.Error(), "invalid UTF-8") {
+			h.respond(c, errNotUTF8JSON)
+			return
 		}
 		h.respond(c, fmt.Errorf("encoding the answer: %w", err))
 	default:

@@ -425,8 +425,10 @@ func TestRoutesBothWays(t *testing.T) {
 }
 
 // TestUnencodableValue: a value another client wrote to Redis that JSON
-// cannot carry (bytes that are not UTF-8) is a 500 whose cause is logged,
-// never an empty 200.
+// cannot carry (bytes that are not UTF-8) is never answered as JSON (no
+// U+FFFD in place of its bytes, no empty 200): a JSON read is 406
+// not_acceptable, saying how to read the bytes, and a batch read says the
+// same of the key.
 func TestUnencodableValue(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "")
@@ -435,11 +437,53 @@ func TestUnencodableValue(t *testing.T) {
 	}
 	for _, path := range []string{"/v1/kv/bin", "/get/bin"} {
 		w := e.do(t, "GET", path, "")
-		if w.Code != http.StatusInternalServerError || errorCode(t, w) != api.CodeInternal {
-			t.Errorf("GET %s of a value that is not UTF-8: %d %q, want 500 internal", path, w.Code, w.Body.String())
+		if w.Code != http.StatusNotAcceptable || errorCode(t, w) != api.CodeNotAcceptable || !strings.Contains(w.Body.String(), "application/octet-stream") {
+			t.Errorf("GET %s of a value that is not UTF-8: %d %q, want 406 not_acceptable naming application/octet-stream", path, w.Code, w.Body.String())
+		}
+		if w.Header().Get("ETag") != "" {
+			t.Errorf("GET %s: 406 with an ETag", path)
 		}
 	}
-	if n := e.logs.FilterMessage("request failed").FilterFieldKey("error").Len(); n != 2 {
-		t.Errorf("%d failure lines with their cause, want 2", n)
+	w := e.do(t, "POST", "/v1/kv:batchGet", `{"keys":["bin"]}`)
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"code":"not_acceptable"`) {
+		t.Errorf("batch read of a value that is not UTF-8: %d %s", w.Code, w.Body.String())
+	}
+}
+
+// TestRawRead: Accept: application/octet-stream reads a string's bytes as
+// they are, every byte value included, with its length, ETag and TTL in
+// headers; If-None-Match answers 304, HEAD the headers; JSON stays the
+// default.
+func TestRawRead(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	var all strings.Builder
+	for b := range 256 {
+		all.WriteByte(byte(b))
+	}
+	if err := e.rdb.Set(t.Context(), e.prefix+"bytes", all.String(), time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, accept := range []string{"application/octet-stream", "application/json;q=0.5, application/octet-stream", "application/octet-stream, */*"} {
+		w := e.do(t, "GET", "/v1/kv/bytes", "", "Accept", accept)
+		if w.Code != http.StatusOK || w.Body.String() != all.String() || w.Header().Get("Content-Type") != "application/octet-stream" ||
+			w.Header().Get("Content-Length") != "256" || w.Header().Get("X-TTL-Seconds") != "60" || w.Header().Get("ETag") == "" {
+			t.Fatalf("Accept %s: %d %v, %d bytes", accept, w.Code, w.Header(), w.Body.Len())
+		}
+	}
+	tag := e.do(t, "GET", "/v1/kv/bytes", "", "Accept", "application/octet-stream").Header().Get("ETag")
+	if w := e.do(t, "GET", "/v1/kv/bytes", "", "Accept", "application/octet-stream", "If-None-Match", tag); w.Code != http.StatusNotModified || w.Body.Len() != 0 {
+		t.Errorf("If-None-Match on a raw read: %d %d bytes", w.Code, w.Body.Len())
+	}
+	if w := e.do(t, "HEAD", "/v1/kv/bytes", "", "Accept", "application/octet-stream"); w.Code != http.StatusOK || w.Header().Get("Content-Length") != "256" {
+		t.Errorf("HEAD raw: %d %v", w.Code, w.Header())
+	}
+	e.do(t, "PUT", "/v1/kv/text", `{"value":"héllo"}`)
+	for accept, want := range map[string]string{"": "application/json; charset=utf-8", "*/*": "application/json; charset=utf-8",
+		"application/json, application/octet-stream;q=0.1": "application/json; charset=utf-8", "application/octet-stream": "application/octet-stream"} {
+		w := e.do(t, "GET", "/v1/kv/text", "", "Accept", accept)
+		if w.Code != http.StatusOK || w.Header().Get("Content-Type") != want {
+			t.Errorf("Accept %q: %d %s, want %s", accept, w.Code, w.Header().Get("Content-Type"), want)
+		}
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dubebox/dubebox/internal/store"
 	"github.com/gin-gonic/gin"
@@ -96,8 +98,48 @@ func (h *handler) getString(c *gin.Context) error {
 	if done {
 		return nil
 	}
+	if prefersRaw(c.GetHeader("Accept")) {
+		// The bytes as they are, whatever they hold: the TTL goes in a
+		// header, as the body has no room for it.
+		c.Header("X-TTL-Seconds", strconv.FormatInt(ttlSeconds(s.TTL), 10))
+		c.Header("Content-Length", strconv.Itoa(len(s.Value)))
+		c.Header("Content-Type", "application/octet-stream")
+		c.Status(http.StatusOK)
+		_, _ = c.Writer.WriteString(s.Value)
+		return nil
+	}
 	h.reply(c, http.StatusOK, stringResponse{Key: key, Value: s.Value, TTLSeconds: ttlSeconds(s.TTL)})
 	return nil
+}
+
+// prefersRaw says whether an Accept header asks for a value's bytes as
+// they are (application/octet-stream) rather than JSON: octet-stream is
+// acceptable and JSON is not, or less so.
+func prefersRaw(accept string) bool {
+	if accept == "" {
+		return false
+	}
+	raw, json := -1.0, -1.0
+	for part := range strings.SplitSeq(accept, ",") {
+		mt, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		q := 1.0
+		for p := range strings.SplitSeq(params, ";") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(p), "q="); ok {
+				if f, err := strconv.ParseFloat(v, 64); err == nil {
+					q = f
+				}
+			}
+		}
+		switch strings.ToLower(strings.TrimSpace(mt)) {
+		case "application/octet-stream":
+			raw = max(raw, q)
+		case "application/json":
+			json = max(json, q)
+		case "*/*", "application/*":
+			json = max(json, q*0.999) // a wildcard yields to a type named
+		}
+	}
+	return raw > 0 && raw > json
 }
 
 type incrRequest struct {
@@ -198,6 +240,9 @@ func (h *handler) batchGet(c *gin.Context) error {
 		if f.Err != nil {
 			e, _ := toAPIError(f.Err)
 			item.Error = &errorDetail{Code: e.Code, Message: e.Message}
+		} else if !utf8.ValidString(f.Value) {
+			// As the key's own GET answers it.
+			item.Error = &errorDetail{Code: errNotUTF8JSON.Code, Message: errNotUTF8JSON.Message}
 		} else {
 			v, secs := f.Value, ttlSeconds(f.TTL)
 			item.Value, item.TTLSeconds = &v, &secs

@@ -106,7 +106,7 @@ func (h *handler) watchKey(kind, typ string) handlerFunc {
 	}
 }
 
-var errNotUTF8 = errors.New("the value is not UTF-8, which JSON cannot carry: read it with GET")
+var errNotUTF8 = errors.New(errNotUTF8JSON.Message)
 
 // watchedState is what a watch stream last sent, so that a state read
 // again (for another watcher, or after a change that changed nothing) is
