@@ -45,20 +45,34 @@ func acceptsEventStream(c *gin.Context) error {
 	if accept == "" {
 		return nil
 	}
-	for part := range strings.SplitSeq(accept, ",") {
-		mt, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-		mt = strings.ToLower(strings.TrimSpace(mt))
-		if mt != eventStream && mt != "text/*" && mt != "*/*" {
-			continue
-		}
-		if q, ok := strings.CutPrefix(strings.ReplaceAll(params, " ", ""), "q="); ok {
-			if v, err := strconv.ParseFloat(q, 64); err == nil && v == 0 {
-				continue
-			}
-		}
+	q := acceptQuality(accept)
+	if max(q[eventStream], q["text/*"], q["*/*"]) > 0 {
 		return nil
 	}
 	return &Error{Code: CodeNotAcceptable, Message: "this route answers only text/event-stream: send Accept: text/event-stream"}
+}
+
+// acceptQuality reads an Accept header: each media type (lower case) with
+// its quality, 1 unless q= says otherwise; a type named twice keeps its
+// highest.
+func acceptQuality(accept string) map[string]float64 {
+	out := map[string]float64{}
+	for part := range strings.SplitSeq(accept, ",") {
+		mt, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		q := 1.0
+		for p := range strings.SplitSeq(params, ";") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(p), "q="); ok {
+				if f, err := strconv.ParseFloat(v, 64); err == nil {
+					q = f
+				}
+			}
+		}
+		mt = strings.ToLower(strings.TrimSpace(mt))
+		if old, ok := out[mt]; !ok || q > old {
+			out[mt] = q
+		}
+	}
+	return out
 }
 
 // headOnly answers HEAD on a stream's route as GET would begin, with no
@@ -67,10 +81,16 @@ func headOnly(c *gin.Context) bool {
 	if c.Request.Method != http.MethodHead {
 		return false
 	}
+	streamHeaders(c)
+	return true
+}
+
+// streamHeaders starts a stream's answer: 200 as an event stream that no
+// proxy should buffer.
+func streamHeaders(c *gin.Context) {
 	c.Header("Content-Type", eventStream)
 	c.Header("X-Accel-Buffering", "no")
 	c.Status(http.StatusOK)
-	return true
 }
 
 // serveStream answers with a stream of kind and hands it what src gives
@@ -122,9 +142,7 @@ func (h *handler) openStream(c *gin.Context, kind string) (*stream, error) {
 	// a stream lives as long as its client reads, each write bounded by
 	// SSE_WRITE_TIMEOUT.
 	_ = s.rc.SetReadDeadline(time.Time{})
-	c.Header("Content-Type", eventStream)
-	c.Header("X-Accel-Buffering", "no")
-	c.Status(http.StatusOK)
+	streamHeaders(c)
 	h.metrics.StreamOpened(kind)
 	c.Set(streamKey, true)
 	return s, s.write(fmt.Appendf(nil, "retry: %d\n\n", sseRetry.Milliseconds()))

@@ -119,26 +119,13 @@ func prefersRaw(accept string) bool {
 	if accept == "" {
 		return false
 	}
-	raw, json := -1.0, -1.0
-	for part := range strings.SplitSeq(accept, ",") {
-		mt, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-		q := 1.0
-		for p := range strings.SplitSeq(params, ";") {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(p), "q="); ok {
-				if f, err := strconv.ParseFloat(v, 64); err == nil {
-					q = f
-				}
-			}
-		}
-		switch strings.ToLower(strings.TrimSpace(mt)) {
-		case "application/octet-stream":
-			raw = max(raw, q)
-		case "application/json":
-			json = max(json, q)
-		case "*/*", "application/*":
-			json = max(json, q*0.999) // a wildcard yields to a type named
-		}
+	q := acceptQuality(accept)
+	raw, ok := q["application/octet-stream"]
+	if !ok {
+		return false
 	}
+	// A wildcard yields to a type named at the same quality.
+	json := max(q["application/json"], 0.999*max(q["*/*"], q["application/*"]))
 	return raw > 0 && raw > json
 }
 
