@@ -410,6 +410,8 @@ func TestBench(t *testing.T) {
 	streams := measureStreams(t, pl, bin, rs.Addr, sink.URL)
 	checkFigures(t, map[string]float64{"stream delivery p50": streams.p50, "stream delivery p99": streams.p99,
 		"RSS a stream": streams.perStream()})
+	txs := measureTx(t, pl, bin, rs.Addr, sink.URL)
+	checkFigures(t, txs.figures())
 	wd := besideWebdis(t, pl, rs.Addr, bin, lg, sink.URL)
 	checkFigures(t, wd.figures())
 	if wd.stale > 0 {
@@ -425,7 +427,7 @@ func TestBench(t *testing.T) {
 		"peak RSS on": telOn.rss, "peak RSS off": telOff.rss,
 		"OTLP exports from the server with telemetry on": float64(exported),
 	})
-	report := renderReport(pl, redisGet, redisSet, telOn, telOff, olRate, olGot, olP99, exported, b) + wd.render() + streams.render()
+	report := renderReport(pl, redisGet, redisSet, telOn, telOff, olRate, olGot, olP99, exported, b) + wd.render() + streams.render() + txs.render()
 	t.Log(report)
 	appendResults(t, pl, report)
 }

@@ -31,6 +31,7 @@ type Store interface {
 	// Ready says whether Redis can serve every key: a recent check, reused.
 	Ready(ctx context.Context) error
 	stringStore
+	txStore
 	hashStore
 	listStore
 	keyStore
@@ -101,6 +102,11 @@ type Config struct {
 	// names): every stream may hold one while it writes it, so the
 	// streams' memory is bounded by MaxSSEStreams times this.
 	MaxMessageBytes int `env:"MAX_MESSAGE_BYTES" envDefault:"65536" valid:"1..16777216"`
+	// MaxTxOps bounds the operations of one transaction (POST /v1/tx),
+	// which Redis runs as one script, holding every other client while it
+	// runs (docs/reference.md#transactions has the measurement behind the
+	// default).
+	MaxTxOps int `env:"MAX_TX_OPS" envDefault:"64" valid:"1..10000"`
 	// MaxSSEStreams bounds the event streams (channel subscriptions and
 	// key watches) open at once; past it a stream is refused with 503
 	// overloaded. Streams do not count against MAX_INFLIGHT_REQUESTS.
@@ -282,6 +288,7 @@ func New(cfg Config, deps Deps) http.Handler {
 	get(streams, "/v1/hash/:key/events", h.handle(h.watchKey("hash", typeHash)))
 	data.Use(h.inflight(cfg.MaxInflight), h.refuseUnknownQuery(query), h.refuseConditions)
 	data.POST("/v1/channels/:channel/messages", h.handle(h.publish))
+	data.POST(txPath, h.handle(h.tx))
 	// The tutorial's write through a GET; HEAD must not write, so it has
 	// none.
 	data.GET("/set/:key/:value", h.handle(h.seedSet))

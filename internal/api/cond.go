@@ -18,7 +18,10 @@ import (
 
 // etag is a value's entity tag as HTTP carries it. It tags the value only:
 // a 304 means the value is unchanged, though its TTL counts down.
-func etag(value string) string { return `"` + store.Tag(value) + `"` }
+func etag(value string) string { return quoted(store.Tag(value)) }
+
+// quoted is an entity tag as HTTP carries it.
+func quoted(tag string) string { return `"` + tag + `"` }
 
 // conditionalWrites are the write routes that take If-Match and
 // If-None-Match; every other write refuses them (see refuseConditions)
@@ -43,14 +46,14 @@ func conditional(c *gin.Context, plain func() error, ifCond func(store.Condition
 	return ifCond(*cond)
 }
 
-// writeTagged runs a write of value, conditional when the request has
-// If-Match or If-None-Match, and tags the answer with the value's ETag, so
-// that the next conditional write can name it without a read.
-func writeTagged(c *gin.Context, value string, plain func() error, ifCond func(store.Condition) error) error {
+// writeTagged runs a write, conditional when the request has If-Match or
+// If-None-Match, and answers tag, the ETag of the value written, so that
+// the next conditional write can name it without a read.
+func writeTagged(c *gin.Context, tag string, plain func() error, ifCond func(store.Condition) error) error {
 	if err := conditional(c, plain, ifCond); err != nil {
 		return err
 	}
-	c.Header("ETag", etag(value))
+	c.Header("ETag", tag)
 	return nil
 }
 
@@ -82,37 +85,42 @@ func condition(c *gin.Context) (*store.Condition, error) {
 		}
 		return &store.Condition{Absent: true}, nil
 	case match != "":
-		tags, err := entityTags(match)
-		if err != nil {
-			return nil, err
-		}
-		cond := &store.Condition{}
-		for _, t := range tags {
-			switch {
-			case t == "*":
-				cond.Exists = true
-			case !strings.HasPrefix(t, "W/"):
-				// If-Match compares strongly: a weak tag never matches.
-				cond.Match = append(cond.Match, strings.Trim(t, `"`))
-			}
-		}
-		if cond.Exists {
-			cond.Match = nil
-		} else if len(cond.Match) == 0 {
-			cond.Match = []string{"weak tags never match"}
-		}
-		return cond, nil
+		return matchCondition(match)
 	}
 	return nil, nil
 }
 
+// matchCondition reads an If-Match list: *, or entity tags one of which
+// the value must have.
+func matchCondition(match string) (*store.Condition, error) {
+	tags, err := entityTags(match)
+	if err != nil {
+		return nil, err
+	}
+	cond := &store.Condition{}
+	for _, t := range tags {
+		switch {
+		case t == "*":
+			cond.Exists = true
+		case !strings.HasPrefix(t, "W/"):
+			// If-Match compares strongly: a weak tag never matches.
+			cond.Match = append(cond.Match, strings.Trim(t, `"`))
+		}
+	}
+	if cond.Exists {
+		cond.Match = nil
+	} else if len(cond.Match) == 0 {
+		cond.Match = []string{"weak tags never match"}
+	}
+	return cond, nil
+}
+
 // readConditions applies a read's preconditions as RFC 9110 orders them:
 // If-Match first (412 unless a tag matches strongly, or *), then
-// If-None-Match (304 when a tag matches weakly, or for *), and sets the
-// ETag of the value on a 200 or 304. It says whether the read is answered
+// If-None-Match (304 when a tag matches weakly, or for *), and sets tag,
+// the value's ETag, on a 200 or 304. It says whether the read is answered
 // already.
-func readConditions(c *gin.Context, value string) (bool, error) {
-	tag := etag(value)
+func readConditions(c *gin.Context, tag string) (bool, error) {
 	if header := strings.Join(c.Request.Header.Values("If-Match"), ","); header != "" {
 		tags, err := entityTags(header)
 		if err != nil {

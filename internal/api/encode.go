@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/go-json-experiment/json"
@@ -48,10 +49,15 @@ func refuseNull(dec *jsontext.Decoder, v any) error {
 }
 
 // optionalTTL is a ttl_seconds the document lets be absent or null, which
-// mean the same.
-type optionalTTL struct{ seconds *int64 }
+// mean the same (given says whether it was there, for the one place where
+// they do not: a transaction's expire, where null removes the TTL).
+type optionalTTL struct {
+	seconds *int64
+	given   bool
+}
 
 func (o *optionalTTL) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	o.given = true
 	if dec.PeekKind() == 'n' {
 		_, err := dec.ReadToken()
 		o.seconds = nil
@@ -68,6 +74,28 @@ func (o *optionalTTL) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 // errNotUTF8JSON answers a JSON read of a value that is not UTF-8.
 var errNotUTF8JSON = &Error{Code: CodeNotAcceptable, Message: "a value is not UTF-8, which JSON cannot carry: read a string's bytes as they are with Accept: application/octet-stream on GET /v1/kv/{key}"}
 
+// jsonable refuses values JSON cannot carry (not UTF-8, written by another
+// client) before anything is written: the encoder finds them only as it
+// writes, and once part of a 200 is out there is no telling the client.
+func jsonable(values ...string) error {
+	for _, v := range values {
+		if !utf8.ValidString(v) {
+			return errNotUTF8JSON
+		}
+	}
+	return nil
+}
+
+// jsonableFields is jsonable for a hash's field names and values.
+func jsonableFields(fields map[string]string) error {
+	for f, v := range fields {
+		if err := jsonable(f, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // reply answers status with v as JSON. The encoder writes to the
 // connection as it goes, holding at most about one value at a time, so a
 // large page is never built whole in memory.
@@ -78,13 +106,10 @@ func (h *handler) reply(c *gin.Context, status int, v any) {
 	switch {
 	case err == nil:
 	case !c.Writer.Written():
-		// Nothing went out: a value JSON cannot carry (a string that is
-		// not UTF-8, written to Redis by another client) is 406, never an
-		// empty 200 nor a value with U+FFFD in place of its bytes; any
-		// other failure is a 500 whose cause is logged.
-		for _, name := range []string{"ETag", "X-Cache", "Idempotent-Replayed", "X-TTL-Seconds"} {
-			c.Writer.Header().Del(name)
-		}
+		// Nothing went out: a value JSON cannot carry that the handler
+		// did not check (see jsonable) is 406, never an empty 200 nor a
+		// value with U+FFFD in place of its bytes; any other failure is a
+		// 500 whose cause is logged.
 		if strings.Contains(err.Error(), "invalid UTF-8") {
 			h.respond(c, errNotUTF8JSON)
 			return
@@ -104,20 +129,10 @@ func (h *handler) reply(c *gin.Context, status int, v any) {
 // describe) and data after the object are refused. With optional, an empty
 // body leaves dst as it is.
 func (h *handler) decode(c *gin.Context, dst any, optional bool) error {
-	if c.Request.ContentLength > h.maxBody {
-		return tooLarge(fmt.Sprintf("request body is larger than %d bytes", h.maxBody))
+	body, err := readBody(c, h.maxBody)
+	if err != nil {
+		return err
 	}
-	// One buffer of the announced size (within the limit): reading into a
-	// growing one would allocate about twice the body as it doubles.
-	// MAX_INFLIGHT_REQUESTS bounds how many such buffers exist at once.
-	var buf bytes.Buffer
-	if n := c.Request.ContentLength; n > 0 {
-		buf.Grow(int(n) + 1)
-	}
-	if _, err := buf.ReadFrom(http.MaxBytesReader(c.Writer, c.Request.Body, h.maxBody)); err != nil {
-		return decodeError(err, h.maxBody)
-	}
-	body := buf.Bytes()
 	if len(bytes.TrimSpace(body)) == 0 {
 		if optional {
 			return nil
@@ -131,6 +146,25 @@ func (h *handler) decode(c *gin.Context, dst any, optional bool) error {
 		return decodeError(err, h.maxBody)
 	}
 	return nil
+}
+
+// readBody reads the request's body, refusing one over limit bytes (and
+// never reading past it).
+func readBody(c *gin.Context, limit int64) ([]byte, error) {
+	if c.Request.ContentLength > limit {
+		return nil, tooLarge(fmt.Sprintf("request body is larger than %d bytes", limit))
+	}
+	// One buffer of the announced size (within the limit): reading into a
+	// growing one would allocate about twice the body as it doubles.
+	// MAX_INFLIGHT_REQUESTS bounds how many such buffers exist at once.
+	var buf bytes.Buffer
+	if n := c.Request.ContentLength; n > 0 {
+		buf.Grow(int(n) + 1)
+	}
+	if _, err := buf.ReadFrom(http.MaxBytesReader(c.Writer, c.Request.Body, limit)); err != nil {
+		return nil, decodeError(err, limit)
+	}
+	return buf.Bytes(), nil
 }
 
 // decodeError says what is wrong with a body in words for the client.

@@ -23,6 +23,7 @@ const (
 	CodeMethodNotAllowed     = "method_not_allowed"
 	CodeNotAcceptable        = "not_acceptable"
 	CodeNotSupported         = "not_supported"
+	CodeCrossSlot            = "cross_slot"
 	CodeWrongType            = "wrong_type"
 	CodeNotInteger           = "not_integer"
 	CodeTooManyItems         = "too_many_items"
@@ -55,6 +56,7 @@ var statusOf = map[string]int{
 	CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
 	CodeNotAcceptable:        http.StatusNotAcceptable,
 	CodeNotSupported:         http.StatusNotImplemented,
+	CodeCrossSlot:            http.StatusBadRequest,
 	CodeWrongType:            http.StatusConflict,
 	CodeNotInteger:           http.StatusConflict,
 	CodeTooManyItems:         http.StatusConflict,
@@ -79,6 +81,9 @@ type Error struct {
 	// Cause, when set, is the failure underneath: it is logged with the
 	// request, never shown to the client.
 	Cause error
+	// Index, when set, is the operation of a transaction the error is
+	// about.
+	Index *int
 }
 
 func (e *Error) Error() string {
@@ -111,6 +116,7 @@ var storeErrors = []struct {
 	{store.ErrPreconditionFailed, Error{Code: CodePreconditionFailed, Message: "the key (or field) is not as If-Match or If-None-Match requires: nothing was written; read it again and retry"}},
 	{store.ErrCanceled, Error{Code: CodeClientClosedRequest, Message: "the client closed the request before it was answered; a write may still have been applied"}},
 	{store.ErrNotSupported, Error{Code: CodeNotSupported, Message: "key watches need one Redis server or Sentinel; on a Redis Cluster, publish changes to a channel and subscribe to it instead"}},
+	{store.ErrCrossSlot, Error{Code: CodeCrossSlot, Message: "the keys map to more than one Redis Cluster slot: give them one hash tag, as {user:1}:cart and {user:1}:total"}},
 	{store.ErrUnavailable, Error{Code: CodeUnavailable, Message: "the store is unavailable; retry shortly"}},
 }
 
@@ -123,6 +129,7 @@ type errorBody struct {
 type errorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	Index   *int   `json:"index,omitempty"`
 }
 
 // handlerFunc is a route handler that returns its failure instead of
@@ -166,6 +173,11 @@ func (h *handler) respond(c *gin.Context, err error) {
 // answer writes an API error in the one error shape, with the headers its
 // status calls for, and stops the handlers after this one.
 func (h *handler) answer(c *gin.Context, apiErr Error) {
+	// The headers a handler set for the answer it meant to give describe
+	// an entity this answer does not carry.
+	for _, name := range entityHeaders {
+		c.Writer.Header().Del(name)
+	}
 	status := statusOf[apiErr.Code]
 	switch status {
 	case http.StatusServiceUnavailable:
@@ -177,10 +189,13 @@ func (h *handler) answer(c *gin.Context, apiErr Error) {
 	}
 	c.Abort()
 	h.reply(c, status, errorBody{
-		Error:     errorDetail{Code: apiErr.Code, Message: apiErr.Message},
+		Error:     errorDetail{Code: apiErr.Code, Message: apiErr.Message, Index: apiErr.Index},
 		RequestID: requestID(c),
 	})
 }
+
+// entityHeaders are the headers of a value's answer, never of an error.
+var entityHeaders = []string{"ETag", "X-Cache", "Idempotent-Replayed", "X-TTL-Seconds"}
 
 // toAPIError maps any error to what the client is told and its status. A
 // code missing from statusOf is a bug; it is answered as internal (500)

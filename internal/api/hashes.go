@@ -119,6 +119,9 @@ func (h *handler) getHash(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := jsonableFields(page.Fields); err != nil {
+		return err
+	}
 	resp := hashPageResponse{Key: key, Fields: page.Fields, TTLSeconds: ttlSeconds(page.TTL)}
 	if page.Next != 0 {
 		resp.NextCursor = strconv.FormatUint(page.Next, 10)
@@ -136,7 +139,10 @@ func (h *handler) getField(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	if done, err := readConditions(c, v); done || err != nil {
+	if done, err := readConditions(c, etag(v)); done || err != nil {
+		return err
+	}
+	if err := jsonable(v); err != nil {
 		return err
 	}
 	h.reply(c, http.StatusOK, fieldResponse{Key: key, Field: field, Value: v})
@@ -161,7 +167,7 @@ func (h *handler) putField(c *gin.Context) error {
 		return err
 	}
 	ctx := c.Request.Context()
-	err = writeTagged(c, value,
+	err = writeTagged(c, etag(value),
 		func() error { return h.store.HSetField(ctx, key, field, value) },
 		func(cond store.Condition) error { return h.store.HSetFieldIf(ctx, key, field, value, cond) })
 	if err != nil {

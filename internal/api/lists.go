@@ -155,6 +155,9 @@ func (h *handler) pop(c *gin.Context) error {
 		return err
 	}
 	replayed(c, again)
+	if err := jsonable(values...); err != nil {
+		return err
+	}
 	h.reply(c, http.StatusOK, popResponse{Key: key, Values: values, Length: left})
 	return nil
 }
@@ -236,6 +239,9 @@ func (h *handler) getList(c *gin.Context) error {
 	}
 	l, err := h.store.Range(c.Request.Context(), key, offset, limit, h.cfg.MaxPageBytes)
 	if err != nil {
+		return err
+	}
+	if err := jsonable(l.Values...); err != nil {
 		return err
 	}
 	resp := listResponse{Key: key, Values: l.Values, Length: l.Length, TTLSeconds: ttlSeconds(l.TTL)}

@@ -39,7 +39,7 @@ func (h *handler) seedSet(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := h.store.Set(c.Request.Context(), key, value, ttl); err != nil {
+	if err := h.store.Set(c.Request.Context(), key, value, "", ttl); err != nil {
 		return err
 	}
 	h.reply(c, http.StatusOK, seedSetResponse{Message: "Stored " + key + " → " + value + " in Redis"})
@@ -59,13 +59,16 @@ func (h *handler) seedGet(c *gin.Context) error {
 	case err != nil:
 		return err
 	default:
-		done, err := readConditions(c, s.Value)
+		done, err := readConditions(c, quoted(s.Tag()))
 		if err != nil {
 			return err
 		}
 		source(c, s)
 		if done {
 			return nil
+		}
+		if err := jsonable(s.Value); err != nil {
+			return err
 		}
 		h.reply(c, http.StatusOK, seedGetResponse{Key: key, Value: &s.Value})
 	}

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/elnormous/contenttype"
 
 	"github.com/dubebox/dubebox/internal/store"
 	"github.com/gin-gonic/gin"
@@ -41,39 +41,13 @@ const eventStream = "text/event-stream"
 // acceptsEventStream refuses a request whose Accept header leaves out
 // text/event-stream: the routes answer nothing else.
 func acceptsEventStream(c *gin.Context) error {
-	accept := c.GetHeader("Accept")
-	if accept == "" {
-		return nil
+	if negotiate(c, eventStreamType) < 0 {
+		return &Error{Code: CodeNotAcceptable, Message: "this route answers only text/event-stream: send Accept: text/event-stream"}
 	}
-	q := acceptQuality(accept)
-	if max(q[eventStream], q["text/*"], q["*/*"]) > 0 {
-		return nil
-	}
-	return &Error{Code: CodeNotAcceptable, Message: "this route answers only text/event-stream: send Accept: text/event-stream"}
+	return nil
 }
 
-// acceptQuality reads an Accept header: each media type (lower case) with
-// its quality, 1 unless q= says otherwise; a type named twice keeps its
-// highest.
-func acceptQuality(accept string) map[string]float64 {
-	out := map[string]float64{}
-	for part := range strings.SplitSeq(accept, ",") {
-		mt, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-		q := 1.0
-		for p := range strings.SplitSeq(params, ";") {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(p), "q="); ok {
-				if f, err := strconv.ParseFloat(v, 64); err == nil {
-					q = f
-				}
-			}
-		}
-		mt = strings.ToLower(strings.TrimSpace(mt))
-		if old, ok := out[mt]; !ok || q > old {
-			out[mt] = q
-		}
-	}
-	return out
-}
+var eventStreamType = []contenttype.MediaType{contenttype.NewMediaType(eventStream)}
 
 // headOnly answers HEAD on a stream's route as GET would begin, with no
 // stream behind it: the checks GET makes have passed.

@@ -2,12 +2,16 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/elnormous/contenttype"
 
 	"github.com/dubebox/dubebox/internal/store"
 	"github.com/gin-gonic/gin"
@@ -18,8 +22,8 @@ import (
 // stringStore is what the string routes (/v1/kv and the tutorial's) need.
 type stringStore interface {
 	Get(ctx context.Context, key string) (store.String, error)
-	Set(ctx context.Context, key, value string, ttl time.Duration) error
-	SetIf(ctx context.Context, key, value string, ttl time.Duration, cond store.Condition) error
+	Set(ctx context.Context, key, value, typ string, ttl time.Duration) error
+	SetIf(ctx context.Context, key, value, typ string, ttl time.Duration, cond store.Condition) error
 	DeleteIf(ctx context.Context, key string, cond store.Condition) error
 	Incr(ctx context.Context, key string, by int64, once store.Once) (int64, bool, error)
 	GetMany(ctx context.Context, keys []string, budget int) ([]store.Found, error)
@@ -54,6 +58,14 @@ func (h *handler) putString(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	if typ, ok, err := bodyType(c); err != nil {
+		return err
+	} else if ok {
+		return h.putBytes(c, key, typ)
+	}
+	if c.GetHeader(ttlHeader) != "" {
+		return invalid(ttlHeader + " goes with a PUT of the value's bytes; in a JSON body, send ttl_seconds")
+	}
 	var req putStringRequest
 	if err := h.decode(c, &req, false); err != nil {
 		return err
@@ -66,20 +78,91 @@ func (h *handler) putString(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	return h.setString(c, key, value, "", ttl, req.TTLSeconds.seconds)
+}
+
+// putBytes stores the request's body as the value, byte for byte, with
+// media type typ ("" for bytes without a type of their own) and the TTL of
+// the X-TTL-Seconds header.
+func (h *handler) putBytes(c *gin.Context, key, typ string) error {
+	var secs *int64
+	if raw := c.GetHeader(ttlHeader); raw != "" {
+		n, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil {
+			n = 0
+		}
+		secs = &n
+	}
+	ttl, err := ttlFromSeconds(secs)
+	if err != nil {
+		return invalid(fmt.Sprintf("%s must be a whole number from 1 to %d", ttlHeader, MaxTTLSeconds))
+	}
+	body, err := readBody(c, int64(h.cfg.MaxValueBytes))
+	var large *Error
+	if errors.As(err, &large) && large.Code == CodePayloadTooLarge {
+		return tooLarge(fmt.Sprintf("value is longer than %d bytes", h.cfg.MaxValueBytes))
+	} else if err != nil {
+		return err
+	}
+	return h.setString(c, key, string(body), typ, ttl, secs)
+}
+
+// setString writes a string, conditionally when the request asks, and
+// answers what was written.
+func (h *handler) setString(c *gin.Context, key, value, typ string, ttl time.Duration, secs *int64) error {
 	ctx := c.Request.Context()
-	err = writeTagged(c, value,
-		func() error { return h.store.Set(ctx, key, value, ttl) },
-		func(cond store.Condition) error { return h.store.SetIf(ctx, key, value, ttl, cond) })
+	err := writeTagged(c, quoted(store.ValueTag(value, typ)),
+		func() error { return h.store.Set(ctx, key, value, typ, ttl) },
+		func(cond store.Condition) error { return h.store.SetIf(ctx, key, value, typ, ttl, cond) })
 	if err != nil {
 		return err
 	}
 	resp := writtenResponse{Key: key, TTLSeconds: -1}
-	if req.TTLSeconds.seconds != nil {
-		resp.TTLSeconds = *req.TTLSeconds.seconds
+	if secs != nil {
+		resp.TTLSeconds = *secs
 	}
 	h.reply(c, http.StatusOK, resp)
 	return nil
 }
+
+// ttlHeader carries a value's TTL in whole seconds beside its bytes, on a
+// PUT of them and on a read of them, where the body has no room for it.
+const ttlHeader = "X-TTL-Seconds"
+
+// octetStream is the type of bytes without a type of their own.
+const octetStream = "application/octet-stream"
+
+// bodyType says whether a PUT carries the value's bytes rather than a JSON
+// body, and with which media type, kept with the value and served back
+// ("" for application/octet-stream, bytes without a type of their own).
+// JSON is a body without a Content-Type, with a JSON one, or with
+// application/x-www-form-urlencoded: curl -d sends that, and the README's
+// examples (and every script copied from them) send JSON with it.
+func bodyType(c *gin.Context) (string, bool, error) {
+	header := c.GetHeader("Content-Type")
+	if header == "" {
+		return "", false, nil
+	}
+	mt, params, err := mime.ParseMediaType(header)
+	if err != nil {
+		return "", false, invalid("Content-Type is not a valid media type: " + plain(err))
+	}
+	switch {
+	case mt == "application/json", strings.HasSuffix(mt, "+json"), mt == "application/x-www-form-urlencoded":
+		return "", false, nil
+	case mt == octetStream:
+		return "", true, nil
+	}
+	typ := mime.FormatMediaType(mt, params)
+	if len(typ) > maxMediaType {
+		return "", false, invalid(fmt.Sprintf("Content-Type is longer than %d bytes", maxMediaType))
+	}
+	return typ, true, nil
+}
+
+// maxMediaType bounds a kept media type, as RFC 6838 bounds a type's and a
+// subtype's names to 127 characters each.
+const maxMediaType = 255
 
 func (h *handler) getString(c *gin.Context) error {
 	key, err := h.key(c)
@@ -90,7 +173,7 @@ func (h *handler) getString(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	done, err := readConditions(c, s.Value)
+	done, err := readConditions(c, quoted(s.Tag()))
 	if err != nil {
 		return err
 	}
@@ -98,36 +181,48 @@ func (h *handler) getString(c *gin.Context) error {
 	if done {
 		return nil
 	}
-	if prefersRaw(c.GetHeader("Accept")) {
+	if typ, ok := rawType(c, s.Type); ok {
 		// The bytes as they are, whatever they hold: the TTL goes in a
 		// header, as the body has no room for it.
-		c.Header("X-TTL-Seconds", strconv.FormatInt(ttlSeconds(s.TTL), 10))
+		c.Header(ttlHeader, strconv.FormatInt(ttlSeconds(s.TTL), 10))
 		c.Header("Content-Length", strconv.Itoa(len(s.Value)))
-		c.Header("Content-Type", "application/octet-stream")
+		c.Header("Content-Type", typ)
 		c.Status(http.StatusOK)
 		_, _ = c.Writer.WriteString(s.Value)
 		return nil
+	}
+	if err := jsonable(s.Value); err != nil {
+		return err
 	}
 	h.reply(c, http.StatusOK, stringResponse{Key: key, Value: s.Value, TTLSeconds: ttlSeconds(s.TTL)})
 	return nil
 }
 
-// prefersRaw says whether an Accept header asks for a value's bytes as
-// they are (application/octet-stream) rather than JSON: octet-stream is
-// acceptable and JSON is not, or less so.
-func prefersRaw(accept string) bool {
-	if accept == "" {
-		return false
+// rawType says whether a read of a value of media type typ answers its
+// bytes rather than JSON, and as which type: its own, when Accept takes
+// it, or application/octet-stream. A value written with a type of its own
+// is served as that type first (a browser's Accept: */* shows a picture);
+// any other is JSON first, as it always was, and its bytes only when
+// Accept prefers application/octet-stream.
+func rawType(c *gin.Context, typ string) (string, bool) {
+	offered := untypedOffers
+	if typ != "" {
+		offered = []contenttype.MediaType{contenttype.NewMediaType(typ), octetStreamType, jsonType}
 	}
-	q := acceptQuality(accept)
-	raw, ok := q["application/octet-stream"]
-	if !ok {
-		return false
+	switch i := negotiate(c, offered); {
+	case i < 0 || offered[i].Equal(jsonType):
+		return "", false
+	case typ != "" && i == 0:
+		return typ, true
 	}
-	// A wildcard yields to a type named at the same quality.
-	json := max(q["application/json"], 0.999*max(q["*/*"], q["application/*"]))
-	return raw > 0 && raw > json
+	return octetStream, true
 }
+
+var (
+	jsonType        = contenttype.NewMediaType("application/json")
+	octetStreamType = contenttype.NewMediaType(octetStream)
+	untypedOffers   = []contenttype.MediaType{jsonType, octetStreamType}
+)
 
 type incrRequest struct {
 	By *int64 `json:"by"`

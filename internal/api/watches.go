@@ -151,7 +151,7 @@ func (w *watchedState) send(s *stream, key string, st store.KeyState) error {
 		if !utf8.ValidString(st.Value) {
 			return errNotUTF8
 		}
-		tag = etag(st.Value)
+		tag = quoted(st.Tag())
 		data = stringState{Key: key, Value: st.Value, TTLSeconds: ttlSeconds(st.TTL), ETag: tag}
 	}
 	first := !w.sent

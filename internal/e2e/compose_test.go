@@ -4,11 +4,15 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/png"
 	"io"
 	"net"
 	"net/http"
@@ -292,6 +296,8 @@ type readmeCurl struct {
 	headers                 []string // "Name: value", from -H
 	want                    string   // a JSON object, or ""
 	stream                  bool     // -N: a stream, whose first event is enough
+	upload                  string   // --data-binary @file: the file sent
+	saved                   bool     // -o file: the answer is bytes, saved
 }
 
 var curlJSON = regexp.MustCompile(`#\s*(\{.*\})\s*$`)
@@ -341,6 +347,12 @@ func readmeCurls(t *testing.T, top string, env func(string) string) []readmeCurl
 			case "-d":
 				i++
 				c.body = args[i]
+			case "--data-binary":
+				i++
+				c.upload = strings.TrimPrefix(args[i], "@")
+			case "-o":
+				i++
+				c.saved = true
 			case "-H":
 				i++
 				c.headers = append(c.headers, args[i])
@@ -418,6 +430,9 @@ func checkReadmeCurls(t *testing.T, e *engine, top, base string, cluster bool) {
 		return ""
 	}
 	client := &http.Client{Timeout: 5 * time.Second}
+	// What the README's uploads sent, by URL: a download (-o) of the same
+	// URL must give the same bytes back.
+	uploaded := map[string][]byte{}
 	for _, c := range readmeCurls(t, top, env) {
 		if strings.HasSuffix(c.url, ":5000/metrics") {
 			continue
@@ -429,6 +444,11 @@ func checkReadmeCurls(t *testing.T, e *engine, top, base string, cluster bool) {
 		var body io.Reader
 		if c.body != "" {
 			body = strings.NewReader(c.body)
+		}
+		if c.upload != "" {
+			b := readmeFile(t, c.upload)
+			uploaded[u] = b
+			body = bytes.NewReader(b)
 		}
 		req, err := http.NewRequestWithContext(t.Context(), c.method, u, body)
 		if err != nil {
@@ -465,10 +485,40 @@ func checkReadmeCurls(t *testing.T, e *engine, top, base string, cluster bool) {
 			t.Errorf("%s: %d %s", c.line, resp.StatusCode, got)
 			continue
 		}
+		if c.saved {
+			if want, ok := uploaded[u]; !ok || !bytes.Equal(got, want) {
+				t.Errorf("%s: %d bytes, not the %d the README's upload sent", c.line, len(got), len(want))
+			}
+			continue
+		}
 		if c.want != "" && !sameAnswer(got, []byte(c.want)) {
 			t.Errorf("%s:\n got %s\nwant %s", c.line, got, c.want)
 		}
 	}
+}
+
+// readmeFile makes the file a README upload names: a picture for a .png,
+// gzip for a .gz.
+func readmeFile(t *testing.T, name string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	switch filepath.Ext(name) {
+	case ".png":
+		img := image.NewGray(image.Rect(0, 0, 4, 4))
+		for i := range img.Pix {
+			img.Pix[i] = uint8(i * 16)
+		}
+		if err := png.Encode(&buf, img); err != nil {
+			t.Fatal(err)
+		}
+	case ".gz":
+		z := gzip.NewWriter(&buf)
+		_, _ = z.Write([]byte("a blob, compressed"))
+		_ = z.Close()
+	default:
+		t.Fatalf("the README uploads %s, which the test cannot make", name)
+	}
+	return buf.Bytes()
 }
 
 func sameAnswer(got, want []byte) bool {

@@ -234,4 +234,5 @@ var Writes = []Write{
 	{"POST", "/v1/list/:key/trim", "/v1/list/k/trim", `{"start":0,"stop":1}`, 404},
 	{"DELETE", "/v1/list/:key", "/v1/list/k", "", 404},
 	{"POST", "/v1/channels/:channel/messages", "/v1/channels/k/messages", `{"message":"m"}`, 200},
+	{"POST", "/v1/tx", "/v1/tx", `{"ops":[{"op":"set","key":"k","value":"v"},{"op":"incr","key":"n"}]}`, 507},
 }

@@ -75,8 +75,8 @@ return {0}
 `)
 
 // SetIf stores a string, as Set does, only when cond holds.
-func (s *Store) SetIf(ctx context.Context, key, value string, ttl time.Duration, cond Condition) error {
-	return s.condWrite(ctx, key, TypeString, "set", "", value, ttl, cond)
+func (s *Store) SetIf(ctx context.Context, key, value, typ string, ttl time.Duration, cond Condition) error {
+	return s.condWrite(ctx, key, TypeString, "set", "", encodeValue(value, typ), ttl, cond)
 }
 
 // DeleteIf deletes a string only when cond holds.

@@ -51,18 +51,20 @@ func recordKey(k, id string) (string, error) {
 
 // onceScript wraps a write script's body so that it honours an
 // idempotency record, checked and written in the same atomic step as the
-// write. The body sees its key as KEYS[1] and its own arguments from
+// write. The body sees its keys from KEYS[1] and its own arguments from
 // ARGV[3] on, and returns a table whose first element is 0 when it wrote
 // (then the table is the outcome, kept in the record) or a negative code
 // when it did not (the shared codes of scriptReply). With a record key as
-// KEYS[2] (ARGV[1] the write's fingerprint, ARGV[2] the record's TTL in
-// milliseconds), a record found answers -6 when its fingerprint differs,
-// and otherwise its outcome with a first element of 1: a replay. Outcomes
-// are kept as JSON (cjson): strings as they are, numbers below 10^14.
+// the last key (ARGV[1] the write's fingerprint, not empty, ARGV[2] the
+// record's TTL in milliseconds), a record found answers -6 when its
+// fingerprint differs, and otherwise its outcome with a first element of
+// 1: a replay. Outcomes are kept as JSON (cjson): strings as they are,
+// numbers below 10^14.
 func onceScript(body string) *redis.Script {
 	return redis.NewScript(`
-if KEYS[2] then
-  local rec = redis.call('GET', KEYS[2])
+local record = ARGV[1] ~= '' and KEYS[#KEYS]
+if record then
+  local rec = redis.call('GET', record)
   if rec then
     local nl = string.find(rec, '\n', 1, true)
     if string.sub(rec, 1, nl - 1) ~= ARGV[1] then return {-6} end
@@ -75,25 +77,24 @@ local function op()
 ` + body + `
 end
 local out = op()
-if KEYS[2] and out[1] == 0 then
-  redis.call('SET', KEYS[2], ARGV[1] .. '\n' .. cjson.encode(out), 'PX', ARGV[2])
+if record and out[1] == 0 then
+  redis.call('SET', record, ARGV[1] .. '\n' .. cjson.encode(out), 'PX', ARGV[2])
 end
 return out
 `)
 }
 
-// onceWrite runs a onceScript on the full key k with the script's own
-// args, with once's record when it has one, and returns the reply past the
-// shared codes and whether it was a replay.
-func (s *Store) onceWrite(ctx context.Context, op string, script *redis.Script, k string, once Once, args ...any) ([]any, bool, error) {
-	keys := []string{k}
+// onceWrite runs a onceScript on the full keys with the script's own
+// args, with once's record (beside the first key) when it has one, and
+// returns the reply past the shared codes and whether it was a replay.
+func (s *Store) onceWrite(ctx context.Context, op string, script *redis.Script, keys []string, once Once, args ...any) ([]any, bool, error) {
 	fp := ""
 	if once.Key != "" {
-		rec, err := recordKey(k, once.Key)
+		rec, err := recordKey(keys[0], once.Key)
 		if err != nil {
 			return nil, false, err
 		}
-		keys = append(keys, rec)
+		keys = append(keys[:len(keys):len(keys)], rec)
 		fp = fingerprint(op, args)
 	}
 	all := append([]any{fp, s.cfg.IdempotencyTTL.Milliseconds()}, args...)

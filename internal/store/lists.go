@@ -76,7 +76,7 @@ return {0, redis.call('LLEN', KEYS[1])}
 func (s *Store) listWrite(ctx context.Context, key string, once Once, args ...any) ([]any, bool, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	return s.onceWrite(ctx, "list "+args[0].(string), listScript, s.key(key), once, args...)
+	return s.onceWrite(ctx, "list "+args[0].(string), listScript, []string{s.key(key)}, once, args...)
 }
 
 // Push adds values at one end of the list at key (created if missing), in

@@ -63,7 +63,7 @@ func nearStoreLogs(t *testing.T, addr string) (*store.Store, *nearCounts, *obser
 func waitNearReady(t *testing.T, s *store.Store) {
 	t.Helper()
 	ctx := context.Background()
-	if err := s.Set(ctx, "ready-probe", "v", 0); err != nil {
+	if err := s.Set(ctx, "ready-probe", "v", "", 0); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
@@ -107,7 +107,7 @@ func TestNearCacheReadsYourWrites(t *testing.T) { //nolint:paralleltest // see a
 			key := fmt.Sprintf("k%d", w)
 			for i := range pairs {
 				want := fmt.Sprintf("%d-%d", w, i)
-				if err := s.Set(ctx, key, want, 0); err != nil {
+				if err := s.Set(ctx, key, want, "", 0); err != nil {
 					t.Error(err)
 					return
 				}
@@ -144,7 +144,7 @@ func TestNearCacheFollowsOtherWriters(t *testing.T) {
 	ctx := context.Background()
 	var worst time.Duration
 	for i := range 50 {
-		if err := s.Set(ctx, "shared", "old", 0); err != nil {
+		if err := s.Set(ctx, "shared", "old", "", 0); err != nil {
 			t.Fatal(err)
 		}
 		for got, _ := s.Get(ctx, "shared"); !got.Near; got, _ = s.Get(ctx, "shared") {
@@ -173,7 +173,7 @@ func TestNearCacheKeepsTTLs(t *testing.T) {
 	srv := redistest.Start(t)
 	s, _ := nearStore(t, srv.Addr)
 	ctx := context.Background()
-	if err := s.Set(ctx, "short", "v", 1500*time.Millisecond); err != nil {
+	if err := s.Set(ctx, "short", "v", "", 1500*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	first, _ := s.Get(ctx, "short")
@@ -204,7 +204,7 @@ func TestNearCacheEmptiesWhenTrackingIsLost(t *testing.T) {
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	t.Cleanup(func() { _ = admin.Close() })
 	ctx := context.Background()
-	if err := s.Set(ctx, "k", "old", 0); err != nil {
+	if err := s.Set(ctx, "k", "old", "", 0); err != nil {
 		t.Fatal(err)
 	}
 	for got, _ := s.Get(ctx, "k"); !got.Near; got, _ = s.Get(ctx, "k") {
@@ -239,7 +239,7 @@ func TestNearCacheBypass(t *testing.T) {
 	srv := redistest.Start(t)
 	s, _ := nearStore(t, srv.Addr)
 	ctx := context.Background()
-	if err := s.Set(ctx, "k", "v", 0); err != nil {
+	if err := s.Set(ctx, "k", "v", "", 0); err != nil {
 		t.Fatal(err)
 	}
 	for got, _ := s.Get(ctx, "k"); !got.Near; got, _ = s.Get(ctx, "k") {
@@ -278,7 +278,7 @@ func TestNearCacheFlush(t *testing.T) {
 	s, counts, logs := nearStoreLogs(t, srv.Addr)
 	ctx := context.Background()
 	for _, flush := range []string{"flushdb", "flushall"} {
-		if err := s.Set(ctx, "k", "before", 0); err != nil {
+		if err := s.Set(ctx, "k", "before", "", 0); err != nil {
 			t.Fatal(err)
 		}
 		for got, _ := s.Get(ctx, "k"); !got.Near; got, _ = s.Get(ctx, "k") {
@@ -354,7 +354,7 @@ func TestNearCacheRefusedTracking(t *testing.T) {
 	counts := &nearCounts{}
 	s, logs := openNear(t, rdb, counts)
 	ctx := context.Background()
-	if err := s.Set(ctx, "k", "v", 0); err != nil {
+	if err := s.Set(ctx, "k", "v", "", 0); err != nil {
 		t.Fatal(err)
 	}
 	// Long enough for the retries at 0.5 s, 1 s and 2 s.

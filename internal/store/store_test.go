@@ -109,7 +109,7 @@ func testStringLifecycle(t *testing.T, tp redistest.Topology) {
 	if _, err := s.Get(ctx, "k"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Get missing: got %v, want ErrNotFound", err)
 	}
-	if err := s.Set(ctx, "k", "v1", 0); err != nil {
+	if err := s.Set(ctx, "k", "v1", "", 0); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Get(ctx, "k")
@@ -124,7 +124,7 @@ func testStringLifecycle(t *testing.T, tp redistest.Topology) {
 		t.Fatalf("unprefixed key exists")
 	}
 
-	if err := s.Set(ctx, "k", "v2", 90*time.Second); err != nil {
+	if err := s.Set(ctx, "k", "v2", "", 90*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	got, _ = s.Get(ctx, "k")
@@ -164,7 +164,7 @@ func testExpiryHappens(t *testing.T, tp redistest.Topology) {
 	t.Parallel()
 	s, _, _, _ := newStore(t, tp)
 	ctx := context.Background()
-	if err := s.Set(ctx, "short", "v", 100*time.Millisecond); err != nil {
+	if err := s.Set(ctx, "short", "v", "", 100*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(250 * time.Millisecond)
@@ -195,7 +195,7 @@ func testIncr(t *testing.T, tp redistest.Topology) {
 	for i, tc := range tests {
 		key := "n" + string(rune('a'+i))
 		if tc.setup != "" {
-			if err := s.Set(ctx, key, tc.setup, 0); err != nil {
+			if err := s.Set(ctx, key, tc.setup, "", 0); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -272,7 +272,7 @@ func testWrongTypeChangesNothing(t *testing.T, tp redistest.Topology) {
 	t.Parallel()
 	s, rdb, prefix, _ := newStore(t, tp)
 	ctx := context.Background()
-	if err := s.Set(ctx, "str", "v", time.Hour); err != nil {
+	if err := s.Set(ctx, "str", "v", "", time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.HSet(ctx, "hash", map[string]string{"f": "v"}, 0); err != nil {
@@ -282,7 +282,7 @@ func testWrongTypeChangesNothing(t *testing.T, tp redistest.Topology) {
 		name string
 		op   func() error
 	}{
-		{"Set on hash", func() error { return s.Set(ctx, "hash", "x", time.Second) }},
+		{"Set on hash", func() error { return s.Set(ctx, "hash", "x", "", time.Second) }},
 		{"Get on hash", func() error { _, err := s.Get(ctx, "hash"); return err }},
 		{"Delete on hash", func() error { return s.Delete(ctx, "hash", store.TypeString) }},
 		{"TTL on hash", func() error { _, err := s.TTL(ctx, "hash", store.TypeString); return err }},
@@ -356,13 +356,13 @@ func TestRedisFailures(t *testing.T) {
 		t.Cleanup(func() { _ = rdb.Close() })
 		s := openStore(t, rdb, "p:", 200*time.Millisecond, nil)
 		srv.Kill()
-		if err := s.Set(ctx, "k", "v", 0); !errors.Is(err, store.ErrUnavailable) {
+		if err := s.Set(ctx, "k", "v", "", 0); !errors.Is(err, store.ErrUnavailable) {
 			t.Fatalf("Set on a dead Redis: got %v, want ErrUnavailable", err)
 		}
 		if err := srv.Start(); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Set(ctx, "k", "v", 0); err != nil {
+		if err := s.Set(ctx, "k", "v", "", 0); err != nil {
 			t.Fatalf("Set after restart: %v", err)
 		}
 	})
@@ -373,7 +373,7 @@ func TestRedisFailures(t *testing.T) {
 		rdb := redis.NewUniversalClient(store.Tune(&redis.UniversalOptions{Addrs: []string{srv.Addr}}, time.Second))
 		t.Cleanup(func() { _ = rdb.Close() })
 		s := openStore(t, rdb, "p:", time.Second, nil)
-		if err := s.Set(ctx, "k", "v", 0); !errors.Is(err, store.ErrInsufficientStorage) {
+		if err := s.Set(ctx, "k", "v", "", 0); !errors.Is(err, store.ErrInsufficientStorage) {
 			t.Fatalf("Set on a full Redis: got %v, want ErrInsufficientStorage", err)
 		}
 		if _, err := s.Get(ctx, "k"); !errors.Is(err, store.ErrNotFound) {
@@ -434,7 +434,7 @@ func TestKeysSpreadOverShards(t *testing.T) {
 	s, rdb, prefix, _ := newStore(t, tp)
 	ctx := context.Background()
 	for i := range 60 {
-		if err := s.Set(ctx, fmt.Sprintf("spread%d", i), "v", 0); err != nil {
+		if err := s.Set(ctx, fmt.Sprintf("spread%d", i), "", "v", 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -488,7 +488,7 @@ func testWaitForReplicas(t *testing.T, tp redistest.Topology) {
 		name string
 		do   func(s *store.Store) error
 	}{
-		{"set", func(s *store.Store) error { return s.Set(ctx, "s", "v", 0) }},
+		{"set", func(s *store.Store) error { return s.Set(ctx, "s", "v", "", 0) }},
 		{"incr", func(s *store.Store) error { _, _, err := s.Incr(ctx, "n", 1, store.Once{}); return err }},
 		{"incr once", func(s *store.Store) error {
 			_, _, err := s.Incr(ctx, "n", 1, store.Once{Key: fmt.Sprint(time.Now().UnixNano())})
@@ -529,7 +529,7 @@ func testWaitForReplicas(t *testing.T, tp redistest.Topology) {
 		}
 	}
 	// A write answered ErrNotDurable is applied all the same.
-	if err := tooMany.Set(ctx, "applied", "yes", 0); !errors.Is(err, store.ErrNotDurable) {
+	if err := tooMany.Set(ctx, "applied", "yes", "", 0); !errors.Is(err, store.ErrNotDurable) {
 		t.Fatalf("got %v", err)
 	}
 	if got, err := rdb.Get(ctx, prefix+"x:applied").Result(); err != nil || got != "yes" {
@@ -552,7 +552,7 @@ func testAnyType(t *testing.T, tp redistest.Topology) {
 		t.Fatal(err)
 	}
 	rdb.RPush(ctx, prefix+"l", "a")
-	if err := s.Set(ctx, "s", "v", time.Minute); err != nil {
+	if err := s.Set(ctx, "s", "v", "", time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	for key, want := range map[string]string{"h": "hash", "l": "list", "s": "string"} {
@@ -648,7 +648,7 @@ func testList(t *testing.T, tp redistest.Topology) {
 	}
 
 	// Another type: refused, untouched, and no TTL set on it.
-	if err := s.Set(ctx, "s", "v", 0); err != nil {
+	if err := s.Set(ctx, "s", "v", "", 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, _, err := s.Push(ctx, "s", store.Tail, []string{"x"}, time.Minute, store.Once{}); !errors.Is(err, store.ErrWrongType) {
@@ -679,7 +679,7 @@ func testKeys(t *testing.T, tp redistest.Topology) {
 	want := map[string]bool{}
 	for i := range 60 {
 		k := fmt.Sprintf("user:%d", i)
-		if err := s.Set(ctx, k, "v", 0); err != nil {
+		if err := s.Set(ctx, k, "v", "", 0); err != nil {
 			t.Fatal(err)
 		}
 		want[k] = true
@@ -689,7 +689,7 @@ func testKeys(t *testing.T, tp redistest.Topology) {
 	}
 	want["user:h"] = true
 	for _, k := range []string{"other:1", "user*x", "user?"} {
-		if err := s.Set(ctx, k, "v", 0); err != nil {
+		if err := s.Set(ctx, k, "v", "", 0); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -13,10 +14,64 @@ import (
 // has none).
 type String struct {
 	Value string
-	TTL   time.Duration
+	// Type is the media type the value was written with (a PUT of its
+	// bytes with a Content-Type), "" for a value written as a JSON string
+	// or as bytes without a type of their own.
+	Type string
+	TTL  time.Duration
 	// Near is true when the near cache answered, without Redis.
 	Near bool
+	// stored is what Redis holds: the value, after its type when it has
+	// one (see encodeValue).
+	stored string
 }
+
+// Tag is the value's entity tag: the tag of what Redis holds, type and
+// bytes, which is what a conditional write compares in Redis.
+func (s String) Tag() string { return Tag(s.stored) }
+
+// newString reads a value as Redis holds it.
+func newString(stored string, ttl time.Duration) String {
+	value, typ := decodeValue(stored)
+	return String{Value: value, Type: typ, TTL: ttl, stored: stored}
+}
+
+// typedPrefix begins a value kept with its media type: the prefix, the
+// type, a newline, then the bytes. The type lives in the value itself so
+// that it shares the value's key, slot and TTL and changes with it in the
+// same command, on every topology; a value without a type is stored as it
+// is, byte for byte, unless it happens to begin with the prefix (then it
+// is kept with an empty type, so that reading it back is never
+// ambiguous). The control characters (record and unit separators) make
+// the prefix unlikely in text.
+const typedPrefix = "\x1edubebox/type\x1f"
+
+// encodeValue is what Redis keeps for value of media type typ.
+func encodeValue(value, typ string) string {
+	if typ == "" && !strings.HasPrefix(value, typedPrefix) {
+		return value
+	}
+	return typedPrefix + typ + "\n" + value
+}
+
+// decodeValue undoes encodeValue. The value is a slice of stored, not a
+// copy.
+func decodeValue(stored string) (value, typ string) {
+	rest, ok := strings.CutPrefix(stored, typedPrefix)
+	if !ok {
+		return stored, ""
+	}
+	typ, value, ok = strings.Cut(rest, "\n")
+	if !ok {
+		// Not written by DubeBox: the bytes as they are.
+		return stored, ""
+	}
+	return value, typ
+}
+
+// ValueTag is the entity tag of value written with media type typ, as
+// String.Tag will give it when the value is read back.
+func ValueTag(value, typ string) string { return Tag(encodeValue(value, typ)) }
 
 // Get returns a string and its TTL in one round trip (a pipeline of GET and
 // PTTL).
@@ -28,7 +83,9 @@ func (s *Store) Get(ctx context.Context, key string) (String, error) {
 	if s.near != nil && ctx.Value(bypassNear{}) == nil {
 		if e, ok := s.near.get(k); ok {
 			s.lookup(OpGet, nil)
-			return String{Value: e.value, TTL: e.ttl(time.Now()), Near: true}, nil
+			str := newString(e.value, e.ttl(time.Now()))
+			str.Near = true
+			return str, nil
 		}
 		st = s.near.begin(k)
 	}
@@ -51,17 +108,18 @@ func (s *Store) Get(ctx context.Context, key string) (String, error) {
 	if s.near != nil && !st.at.IsZero() {
 		s.near.put(k, get.Val(), pttl.Val(), st)
 	}
-	return String{Value: get.Val(), TTL: remaining(pttl.Val())}, nil
+	return newString(get.Val(), remaining(pttl.Val())), nil
 }
 
-// Set stores a string, replacing any string at key and its TTL. A zero ttl
-// means no expiry. A key that holds another type is left alone and
-// ErrWrongType returned: SET's GET option makes Redis itself refuse, in the
-// same command.
-func (s *Store) Set(ctx context.Context, key, value string, ttl time.Duration) error {
+// Set stores a string of media type typ ("" for none), replacing any
+// string at key and its TTL. A zero ttl means no expiry. A key that holds
+// another type is left alone and ErrWrongType returned: SET's GET option
+// makes Redis itself refuse, in the same command.
+func (s *Store) Set(ctx context.Context, key, value, typ string, ttl time.Duration) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	k := s.key(key)
+	value = encodeValue(value, typ)
 	err := s.write(ctx, k, func(c redis.Cmdable) redis.Cmder {
 		return c.SetArgs(ctx, k, value, redis.SetArgs{TTL: ttl, Get: true})
 	})
@@ -118,7 +176,7 @@ func (s *Store) incr(ctx context.Context, key, field string, by int64, once Once
 		})
 		return cmd.Val(), false, wrap(op, err)
 	}
-	reply, replayed, err := s.onceWrite(ctx, op, incrScript, k, once, field, by)
+	reply, replayed, err := s.onceWrite(ctx, op, incrScript, []string{k}, once, field, by)
 	if err != nil {
 		return 0, false, err
 	}
@@ -185,7 +243,7 @@ func (s *Store) GetMany(ctx context.Context, keys []string, budget int) ([]Found
 		err := wrap("get", gets[i].Err())
 		switch {
 		case err == nil:
-			out[i] = Found{String: String{Value: gets[i].Val(), TTL: remaining(pttls[i].Val())}}
+			out[i] = Found{String: newString(gets[i].Val(), remaining(pttls[i].Val()))}
 		case errors.Is(err, ErrNotFound), errors.Is(err, ErrWrongType):
 			out[i] = Found{Err: err}
 		default:

@@ -19,8 +19,12 @@ var ErrNotSupported = errors.New("not supported on this topology")
 type KeyState struct {
 	// Type is the key's type, "" when it does not exist. When it is not
 	// the type the watch asked for, nothing else is set.
-	Type  string
-	Value string
+	Type string
+	// Value is a string's value, MediaType the type it was written with
+	// (see String).
+	Value     string
+	MediaType string
+	stored    string
 	// Fields are a hash's fields: all of them, unless Partial says that
 	// the hash was larger than one page (MaxPageBytes, 1000 fields).
 	Fields  map[string]string
@@ -29,6 +33,9 @@ type KeyState struct {
 	// At is when the read began: the state held then.
 	At time.Time
 }
+
+// Tag is a string's entity tag, as String.Tag.
+func (st KeyState) Tag() string { return Tag(st.stored) }
 
 // Watch is one watcher of one key. States come on C in the order they held,
 // the newest replacing one not yet taken; C is closed when the watch ends,
@@ -368,6 +375,7 @@ func (h *watchHub) read(key, typ string, budget int) (KeyState, error) {
 		return st, nil
 	}
 	st.TTL = millis(reply[1])
-	st.Value, _ = reply[2].(string)
+	st.stored, _ = reply[2].(string)
+	st.Value, st.MediaType = decodeValue(st.stored)
 	return st, nil
 }

@@ -111,6 +111,12 @@ func (s *Store) waited(n int64, err error) error {
 // writeScript runs a script that writes keys[0] (and may write the others,
 // which share its Cluster slot), through write.
 func (s *Store) writeScript(ctx context.Context, script *redis.Script, keys []string, args ...any) (*redis.Cmd, error) {
+	if s.near != nil {
+		// write invalidates keys[0]; the others (a transaction's) too.
+		for _, k := range keys[1:] {
+			defer s.near.invalidate(k)
+		}
+	}
 	var cmd *redis.Cmd
 	err := s.write(ctx, keys[0], func(c redis.Cmdable) redis.Cmder {
 		if s.cfg.WaitReplicas > 0 {
