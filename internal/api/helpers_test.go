@@ -203,6 +203,13 @@ type corpusFile struct {
 	enc *json.Encoder
 }
 
+// maxReplayedBody is the largest body the contract's instance reads
+// (MAX_VALUE_BYTES=1024: twice that and 64 KiB); it refuses a larger one
+// before reading it and closes the connection under the replay's upload,
+// which then cannot read the 413. Such requests are checked here, against
+// the document, and not replayed.
+const maxReplayedBody = 2*1024 + 64<<10
+
 // record writes one request to the corpus, if there is one. The Host and
 // the client's address are the replay's own.
 func record(t testing.TB, req *http.Request, body string) {
@@ -211,7 +218,7 @@ func record(t testing.TB, req *http.Request, body string) {
 	if err != nil {
 		t.Fatalf("DUBEBOX_CONTRACT_CORPUS: %v", err)
 	}
-	if c == nil {
+	if c == nil || len(body) > maxReplayedBody {
 		return
 	}
 	c.mu.Lock()
