@@ -237,7 +237,13 @@ type figures struct {
 // load disturbs far less than throughput.
 func (s *server) cpuTime(t *testing.T) time.Duration {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.proc.Cmd.Process.Pid))
+	return cpuOf(t, s.proc.Cmd.Process.Pid)
+}
+
+// cpuOf is process pid's user and system CPU time so far (cpuTime).
+func cpuOf(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +418,9 @@ func TestBench(t *testing.T) {
 		"RSS a stream": streams.perStream()})
 	txs := measureTx(t, pl, bin, rs.Addr, sink.URL)
 	checkFigures(t, txs.figures())
-	wd := besideWebdis(t, pl, rs.Addr, bin, lg, sink.URL)
+	fleet := measureFleet(t, pl, bin, rs)
+	checkFigures(t, fleet.figures())
+	wd := besideWebdis(t, pl, rs, bin, lg, baseline, sink.URL)
 	checkFigures(t, wd.figures())
 	if wd.stale > 0 {
 		t.Errorf("%d of %d reads right after the same client's write answered another value through the near cache", wd.stale, wd.pairs)
@@ -427,7 +435,7 @@ func TestBench(t *testing.T) {
 		"peak RSS on": telOn.rss, "peak RSS off": telOff.rss,
 		"OTLP exports from the server with telemetry on": float64(exported),
 	})
-	report := renderReport(pl, redisGet, redisSet, telOn, telOff, olRate, olGot, olP99, exported, b) + wd.render() + streams.render() + txs.render()
+	report := renderReport(pl, redisGet, redisSet, telOn, telOff, olRate, olGot, olP99, exported, b) + wd.render() + fleet.render() + streams.render() + txs.render()
 	t.Log(report)
 	appendResults(t, pl, report)
 }

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dubebox/dubebox/internal/redistest"
 	"github.com/dubebox/dubebox/internal/servicetest"
 	"github.com/redis/go-redis/v9"
 )
@@ -59,10 +60,12 @@ func oneKey(method, path, ctype, body string) string {
 	return fmt.Sprintf(oneKeyScript, body, method, path, method, path, ctype)
 }
 
-// contender is a server the Webdis comparison measures, with its scripts.
+// contender is a server the Webdis comparison measures, with its scripts
+// (put "" when it takes no writes) and its process, whose CPU is read.
 type contender struct {
 	name           string
 	base           string
+	pid            int
 	zipf, get, put string
 }
 
@@ -71,6 +74,9 @@ type webdisRun struct {
 	names     []string
 	workloads []string
 	rps       map[string]map[string]float64 // workload -> contender -> req/s
+	// cpu and redisCPU are the contender's and Redis's CPU time per
+	// request (µs), from /proc over each run: workload -> contender.
+	cpu, redisCPU map[string]map[string]float64
 
 	nearRSS            float64 // MiB, the 100%-sampled near-cache server's peak
 	shippedRSS         float64 // MiB, the peak of the server as shipped
@@ -92,8 +98,9 @@ const (
 // on the same Redis, alternated run by run, on the skewed GET and on one
 // key's GET and PUT; then, on DubeBox as shipped, the open-loop p99, and on
 // the near cache, read-your-writes and the cross-instance staleness.
-func besideWebdis(t *testing.T, pl plan, redisAddr, bin, loadgen, otlp string) webdisRun {
+func besideWebdis(t *testing.T, pl plan, rs *redistest.Server, bin, loadgen, baseline, otlp string) webdisRun {
 	t.Helper()
+	redisAddr := rs.Addr
 	servicetest.Need(t, "webdis", "install Webdis (apt-get install -y webdis)")
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
 	value := strings.Repeat("v", valueLen)
@@ -107,7 +114,7 @@ func besideWebdis(t *testing.T, pl plan, redisAddr, bin, loadgen, otlp string) w
 	}
 	_ = rdb.Close()
 
-	webdis := startWebdis(t, redisAddr)
+	webdis, webdisPid := startWebdis(t, redisAddr)
 	var stops []func()
 	defer func() {
 		for _, stop := range stops {
@@ -121,7 +128,7 @@ func besideWebdis(t *testing.T, pl plan, redisAddr, bin, loadgen, otlp string) w
 		stops = append(stops, srv.stop)
 		servers[name] = srv
 		return contender{
-			name: name, base: srv.base,
+			name: name, base: srv.base, pid: srv.proc.Cmd.Process.Pid,
 			zipf: fmt.Sprintf(zipfScript, zipfKeys, "/v1/kv/zipf"),
 			get:  oneKey("GET", "/v1/kv/one", "", ""),
 			put:  oneKey("PUT", "/v1/kv/one", "application/json", string(dubeboxBody)),
@@ -129,7 +136,7 @@ func besideWebdis(t *testing.T, pl plan, redisAddr, bin, loadgen, otlp string) w
 	}
 	contenders := []contender{
 		{
-			name: "Webdis", base: webdis,
+			name: "Webdis", base: webdis, pid: webdisPid,
 			zipf: fmt.Sprintf(zipfScript, zipfKeys, "/GET/dubebox:zipf"),
 			get:  oneKey("GET", "/GET/dubebox:one", "", ""),
 			put:  oneKey("PUT", "/SET/dubebox:one", "application/octet-stream", value),
@@ -142,10 +149,20 @@ func besideWebdis(t *testing.T, pl plan, redisAddr, bin, loadgen, otlp string) w
 		dubebox(shipped, "OTEL_TRACES_EXPORTER=otlp"),
 		dubebox(nearOff, "LOG_LEVEL=warn", "OTEL_TRACES_EXPORTER=none", "OTEL_TRACES_SAMPLER=always_off"),
 	}
-	run := webdisRun{workloads: []string{wZipf, wGet, wPut}, rps: map[string]map[string]float64{}}
-	samples := map[string]map[string][]float64{}
+	bare := startBaseline(t, baseline, "nethttp", redisAddr, otlp)
+	stops = append(stops, bare.stop)
+	contenders = append(contenders, contender{
+		name: bareHTTP, base: bare.base, pid: bare.proc.Cmd.Process.Pid,
+		zipf: fmt.Sprintf(zipfScript, zipfKeys, "/v1/kv/zipf"),
+		get:  oneKey("GET", "/v1/kv/one", "", ""),
+	})
+	run := webdisRun{workloads: []string{wZipf, wGet, wPut}, rps: map[string]map[string]float64{},
+		cpu: map[string]map[string]float64{}, redisCPU: map[string]map[string]float64{}}
+	samples, cpus, redisCPUs := map[string]map[string][]float64{}, map[string]map[string][]float64{}, map[string]map[string][]float64{}
 	for _, w := range run.workloads {
 		run.rps[w], samples[w] = map[string]float64{}, map[string][]float64{}
+		run.cpu[w], cpus[w] = map[string]float64{}, map[string][]float64{}
+		run.redisCPU[w], redisCPUs[w] = map[string]float64{}, map[string][]float64{}
 	}
 	for _, c := range contenders {
 		run.names = append(run.names, c.name)
@@ -154,14 +171,23 @@ func besideWebdis(t *testing.T, pl plan, redisAddr, bin, loadgen, otlp string) w
 		for _, w := range run.workloads {
 			for _, c := range contenders {
 				script := map[string]string{wZipf: c.zipf, wGet: c.get, wPut: c.put}[w]
+				if script == "" {
+					continue
+				}
+				cpu0, redis0 := cpuOf(t, c.pid), cpuOf(t, rs.Pid())
 				r := wrk(t, pl, c.base, script)
+				n := r.rps * pl.runFor.Seconds()
 				samples[w][c.name] = append(samples[w][c.name], r.rps)
+				cpus[w][c.name] = append(cpus[w][c.name], float64((cpuOf(t, c.pid)-cpu0).Microseconds())/n)
+				redisCPUs[w][c.name] = append(redisCPUs[w][c.name], float64((cpuOf(t, rs.Pid())-redis0).Microseconds())/n)
 			}
 		}
 	}
 	for w, byName := range samples {
 		for name, xs := range byName {
 			run.rps[w][name] = median(xs)
+			run.cpu[w][name] = median(cpus[w][name])
+			run.redisCPU[w][name] = median(redisCPUs[w][name])
 		}
 	}
 	run.olRate = run.rps[wZipf][shipped] / 2
@@ -185,6 +211,9 @@ const (
 	nearFull   = "near cache, 100% sampled"
 	shipped    = "as shipped: near cache, 10% sampled"
 	nearOff    = "near cache, telemetry off"
+	// bareHTTP is no DubeBox: net/http writing a near-cache hit's answer
+	// (bench/baseline, nethttp), the floor of a read from memory.
+	bareHTTP = "bare net/http"
 )
 
 // readYourWrites has 8 clients each PUT a value and GET it back at once
@@ -272,7 +301,7 @@ func call(client *http.Client, method, url, body string) (int, string, string) {
 
 // startWebdis runs Webdis in the foreground against redisAddr and returns
 // its base URL.
-func startWebdis(t *testing.T, redisAddr string) string {
+func startWebdis(t *testing.T, redisAddr string) (string, int) {
 	t.Helper()
 	dir := t.TempDir()
 	host, port, _ := net.SplitHostPort(redisAddr)
@@ -300,23 +329,27 @@ func startWebdis(t *testing.T, redisAddr string) string {
 	if err := servicetest.WaitHTTP(base+"/PING", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	return base
+	return base, cmd.Process.Pid
 }
 
 // render is the comparison's part of the report, with the issue's targets
 // as ratios to Webdis in the same run.
 func (r webdisRun) render() string {
 	var b strings.Builder
-	b.WriteString("\nBeside Webdis (C, libevent; Debian's webdis), same Redis, alternated run by run; DubeBox (every column but Webdis) with the info access log, metrics and OTLP export to a discarding sink unless its telemetry is off; ratios to Webdis:\n\n")
+	b.WriteString("\nBeside Webdis (C, libevent; Debian's webdis), same Redis, alternated run by run, load from wrk (2 threads, 32 connections, closed loop); DubeBox (every column but Webdis) with the info access log, metrics and OTLP export to a discarding sink unless its telemetry is off; ratios to Webdis:\n\n")
 	b.WriteString("| workload | " + strings.Join(r.names, " | ") + " |\n|---|" + strings.Repeat("---:|", len(r.names)) + "\n")
 	webdis := r.names[0]
 	for _, w := range r.workloads {
 		fmt.Fprintf(&b, "| %s |", w)
 		for i, name := range r.names {
-			v := r.rps[w][name]
-			if i == 0 {
+			v, ok := r.rps[w][name]
+			switch {
+			case !ok:
+				b.WriteString(" |")
+				continue
+			case i == 0:
 				fmt.Fprintf(&b, " %.0f |", v)
-			} else {
+			default:
 				fmt.Fprintf(&b, " %.0f (%.2f×) |", v, v/r.rps[w][webdis])
 			}
 		}
@@ -342,8 +375,53 @@ func (r webdisRun) render() string {
 	check("peak RSS with a 10,000-entry near cache, 100% sampled", r.nearRSS, 64, false, " MiB")
 	check("peak RSS as shipped (10,000-entry near cache, 10% sampled)", r.shippedRSS, 64, false, " MiB")
 	check(fmt.Sprintf("stale reads after one's own write (%d pairs)", r.pairs), float64(r.stale), 0, false, "")
+	b.WriteString(r.renderCPU())
 	fmt.Fprintf(&b, "\nAnother instance stopped answering the old value within %.2f ms at p99 and %.2f ms at most (of the cross-instance trials); "+
 		"every entry's life is also bounded by NEAR_CACHE_TTL (5 s) should an invalidation be lost.\n", r.staleP99, r.staleMax)
+	return b.String()
+}
+
+// total is a contender's CPU per request, its own and Redis's (µs).
+func (r webdisRun) total(w, name string) float64 { return r.cpu[w][name] + r.redisCPU[w][name] }
+
+// renderCPU is the cost side of the comparison: CPU per request, the
+// server's and Redis's, which the load generator's share of the cores
+// moves far less than it moves the rates above; and the targets of issue
+// 24 as ratios in this run.
+func (r webdisRun) renderCPU() string {
+	var b strings.Builder
+	b.WriteString("\nCPU per request in µs, the server's + Redis's = both (from /proc over each run above, medians), and Webdis's both ÷ this one's:\n\n")
+	b.WriteString("| workload | " + strings.Join(r.names, " | ") + " |\n|---|" + strings.Repeat("---:|", len(r.names)) + "\n")
+	webdis := r.names[0]
+	for _, w := range r.workloads {
+		fmt.Fprintf(&b, "| %s |", w)
+		for i, name := range r.names {
+			if _, ok := r.cpu[w][name]; !ok {
+				b.WriteString(" |")
+				continue
+			}
+			fmt.Fprintf(&b, " %.1f + %.1f = %.1f", r.cpu[w][name], r.redisCPU[w][name], r.total(w, name))
+			if i > 0 {
+				fmt.Fprintf(&b, " (%.2f×)", r.total(w, webdis)/r.total(w, name))
+			}
+			b.WriteString(" |")
+		}
+		b.WriteString("\n")
+	}
+	ratio := func(w, name string) float64 { return r.total(w, webdis) / r.total(w, name) }
+	b.WriteString("\n| target (issue 24), CPU per request | measured | goal | met |\n|---|---:|---:|---|\n")
+	check := func(name string, v, goal float64, higher bool, unit string) {
+		met := v >= goal
+		if !higher {
+			met = v <= goal
+		}
+		fmt.Fprintf(&b, "| %s | %.2f%s | %s %.2f%s | %v |\n", name, v, unit, map[bool]string{true: "≥", false: "≤"}[higher], goal, unit, met)
+	}
+	check("near-cache hit (one key), telemetry off: DubeBox's own CPU above bare net/http", r.cpu[wGet][nearOff]-r.cpu[wGet][bareHTTP], 8, false, " µs")
+	check("Zipf GET, telemetry off: Webdis ÷ DubeBox", ratio(wZipf, nearOff), 1, true, "×")
+	check("Zipf GET as shipped: Webdis ÷ DubeBox", ratio(wZipf, shipped), 0.8, true, "×")
+	check("Zipf GET, every trace kept: Webdis ÷ DubeBox", ratio(wZipf, nearFull), 0.6, true, "×")
+	check("one-key PUT, every trace kept: Webdis ÷ DubeBox", ratio(wPut, nearFull), 0.5, true, "×")
 	return b.String()
 }
 
@@ -355,6 +433,7 @@ func (r webdisRun) figures() map[string]float64 {
 	for w, byName := range r.rps {
 		for name, v := range byName {
 			out[w+", "+name] = v
+			out[w+", "+name+", CPU a request"] = r.cpu[w][name]
 		}
 	}
 	return out

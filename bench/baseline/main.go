@@ -3,8 +3,11 @@
 // far a target is from what this machine allows at all. It is not part of
 // the service.
 //
-// BASELINE_MODE picks one of three servers on HTTP_ADDR:
+// BASELINE_MODE picks one of four servers on HTTP_ADDR:
 //
+//   - nethttp: net/http alone answering GET /v1/kv/{key} with the answer a
+//     near-cache hit gives (the key, a 64-byte value, its TTL), no Redis,
+//     no router: the floor a read from memory cannot go under.
 //   - hello: Gin answering GET /v1/kv/:key with a constant JSON document,
 //     no Redis: the ceiling of the HTTP stack alone.
 //   - bare: Gin and go-redis, GET /v1/kv/:key (GET) and PUT /v1/kv/:key
@@ -21,12 +24,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -55,7 +60,10 @@ func run(ctx context.Context, mode, addr, redisAddr string) error {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok") })
+	var h http.Handler = r
 	switch mode {
+	case "nethttp":
+		h = bareHandler()
 	case "hello":
 		r.GET("/v1/kv/:key", func(c *gin.Context) {
 			c.JSON(http.StatusOK, gin.H{"key": c.Param("key"), "value": "hello"})
@@ -79,7 +87,7 @@ func run(ctx context.Context, mode, addr, redisAddr string) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: r, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -90,6 +98,25 @@ func run(ctx context.Context, mode, addr, redisAddr string) error {
 		return err
 	}
 	return nil
+}
+
+// bareHandler answers what DubeBox answers from its near cache, written
+// by hand: the same bytes, none of the work.
+func bareHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	value := strings.Repeat("v", 64)
+	type answer struct {
+		Key        string `json:"key"`
+		Value      string `json:"value"`
+		TTLSeconds int64  `json:"ttl_seconds"`
+	}
+	mux.HandleFunc("GET /v1/kv/{key}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		//nolint:gosec // JSON, escaped by encoding/json, answered as application/json.
+		_ = json.NewEncoder(w).Encode(answer{Key: r.PathValue("key"), Value: value, TTLSeconds: -1})
+	})
+	return mux
 }
 
 // kv is the straightforward string API: GET reads, PUT writes, keys under

@@ -53,6 +53,9 @@ func StartServer(dir string, args ...string) (*Server, error) {
 	return s, s.Start()
 }
 
+// Pid is the server's process id, for a caller that reads its CPU time.
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
 // Start (re)starts the server on its port, for tests that kill it.
 func (s *Server) Start() error {
 	base := []string{
