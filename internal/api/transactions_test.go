@@ -185,6 +185,7 @@ func TestTransactionRefusals(t *testing.T) {
 		{"value too long", `{"ops":[{"op":"set","key":"a","value":"` + strings.Repeat("v", 1025) + `"}]}`, 0},
 		{"push to the middle", `{"ops":[{"op":"push","key":"a","values":["v"],"end":"middle"}]}`, 0},
 		{"op not an object", `{"ops":["delete"]}`, 0},
+		{"body past the limit", `{"ops":[{"op":"set","key":"a","value":"` + strings.Repeat("\\u0041", 12000) + `"}]}`, -1},
 	} {
 		w := e.do(t, "POST", "/v1/tx", tc.body)
 		if w.Code/100 != 4 {

@@ -510,6 +510,14 @@ func testWaitForReplicas(t *testing.T, tp redistest.Topology) {
 		{"hdel field", func(s *store.Store) error { return s.HDelField(ctx, "h", "b") }},
 		{"delete", func(s *store.Store) error { return s.Delete(ctx, "s", store.TypeString) }},
 		{"hdelete", func(s *store.Store) error { return s.Delete(ctx, "h", store.TypeHash) }},
+		{"transaction", func(s *store.Store) error {
+			_, _, err := s.Tx(ctx, []store.TxOp{{Op: store.TxIncr, Key: "{t}:a", By: 1}, {Op: store.TxSet, Key: "{t}:b", Value: "v"}}, store.Once{})
+			return err
+		}},
+		{"transaction once", func(s *store.Store) error {
+			_, _, err := s.Tx(ctx, []store.TxOp{{Op: store.TxIncr, Key: "{t}:a", By: 1}}, store.Once{Key: fmt.Sprint(time.Now().UnixNano())})
+			return err
+		}},
 	}
 	wait := func(n int, d time.Duration) func(*store.Config) {
 		return func(c *store.Config) { c.WaitReplicas, c.WaitTimeout = n, d }
