@@ -15,15 +15,19 @@ import (
 var hsetScript = redis.NewScript(`
 local t = redis.call('TYPE', KEYS[1])['ok']
 if t ~= 'none' and t ~= 'hash' then return {-3} end
-local names = {}
-for i = 3, #ARGV, 2 do names[#names + 1] = ARGV[i] end
--- One HMGET rather than a HEXISTS a field: a call from Lua costs more
--- than the field, and a write may name 1,000.
-local added = 0
-for _, v in ipairs(redis.call('HMGET', KEYS[1], unpack(names))) do
-  if not v then added = added + 1 end
+-- The fields a write adds matter only near the bound: below it, even all
+-- of them new fit, and counting them (one HMGET, not a HEXISTS a field:
+-- a call from Lua costs more than a field) would hold Redis for nothing.
+local n = redis.call('HLEN', KEYS[1])
+if n + (#ARGV - 2) / 2 > tonumber(ARGV[2]) then
+  local names = {}
+  for i = 3, #ARGV, 2 do names[#names + 1] = ARGV[i] end
+  local added = 0
+  for _, v in ipairs(redis.call('HMGET', KEYS[1], unpack(names))) do
+    if not v then added = added + 1 end
+  end
+  if n + added > tonumber(ARGV[2]) then return {-5} end
 end
-if redis.call('HLEN', KEYS[1]) + added > tonumber(ARGV[2]) then return {-5} end
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 if tonumber(ARGV[1]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return {0, redis.call('PTTL', KEYS[1])}
