@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"sync/atomic"
@@ -47,11 +48,16 @@ type NearRecorder interface {
 // it. Keys that share a stripe only cost each other a miss.
 const nearStripes = 4096
 
-// near is the near cache. Redis tells it about every change to a key under
-// the prefix (CLIENT TRACKING in broadcast mode, redirected to a pub/sub
-// connection), and every write made through this process invalidates its
-// key before it is answered, so a client reads its own writes.
+// near is the near cache. It fills itself only through tracked
+// connections (CLIENT TRACKING in Redis's default mode, redirected to a
+// pub/sub connection), so Redis tells it of a change to exactly the keys
+// it read, and every write made through this process invalidates its key
+// before it is answered, so a client reads its own writes. A write to a
+// key no instance has read costs Redis nothing more; a key read by n
+// instances costs, on its next write, one invalidation to each of them
+// (then none until they read it again).
 type near struct {
+	t        *tracking
 	cache    *otter.Cache[string, *nearEntry]
 	gens     [nearStripes]atomic.Uint64
 	epoch    atomic.Uint64 // bumped to drop every entry at once
@@ -75,8 +81,24 @@ type stamp struct {
 	at         time.Time
 }
 
-func newNear(cfg NearConfig, report NearRecorder) (*near, error) {
+// nearConns is how many tracked connections fill the near cache. Reads
+// that find them all busy go to Redis through the store's pool and are
+// not kept: only a key's first reads need one.
+const nearConns = 4
+
+// newNear makes the near cache over rdb, whose connections fill it.
+func newNear(cfg NearConfig, rdb *redis.Client, report NearRecorder) (*near, error) {
 	n := &near{seed: maphash.MakeSeed(), maxStale: cfg.NearTTL, report: report}
+	// The tracked connections come from rdb, so their reads are traced
+	// and measured like any other. rdb's options are Tune's: without
+	// maintenance notifications, which an EphemeralConn would otherwise
+	// negotiate again on the options it shares with rdb.
+	n.t = newTracking(rdb.Options(), nearConns, rdb.EphemeralConn, func() {
+		// go-redis reconnects a pub/sub connection by itself: stop
+		// serving at once, and let the loop set tracking up again.
+		n.ready.Store(false)
+		n.flush()
+	})
 	// Each entry weighs at least an equal share of the byte bound, so the
 	// bound on bytes also bounds the entries to NearSize.
 	// The config bounds NearMaxBytes to 1 GiB, so the weights fit.
@@ -127,6 +149,38 @@ func (n *near) get(key string) (*nearEntry, bool) {
 	return e, ok
 }
 
+// read reads key and its PTTL through a tracked connection, so that Redis
+// tells of the key's next change, and keeps what it found. ok is false
+// when no tracked connection was free or tracking is down: the caller
+// reads without the near cache.
+func (n *near) read(ctx context.Context, key string, timeout time.Duration) (value string, pttl time.Duration, ok bool, err error) {
+	st := n.begin(key)
+	// The read is not canceled with its request: a connection canceled in
+	// mid-read is closed, and that ends the tracking session.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	var get *redis.StringCmd
+	var pt *redis.DurationCmd
+	err = n.t.tryDo(func(conn *redis.Conn) error {
+		_, err := conn.Pipelined(ctx, func(p redis.Pipeliner) error {
+			get = p.Get(ctx, key)
+			pt = p.PTTL(ctx, key)
+			return nil
+		})
+		return err
+	})
+	switch {
+	case errors.Is(err, errTrackingBusy) || errors.Is(err, errTrackingDown):
+		return "", 0, false, nil
+	case err != nil && !errors.Is(err, redis.Nil):
+		return "", 0, true, err
+	case get.Err() != nil:
+		return "", 0, true, get.Err()
+	}
+	n.put(key, get.Val(), pt.Val(), st)
+	return get.Val(), pt.Val(), true, nil
+}
+
 // put keeps what a read that began at st found: value, with pttl left.
 // The key's expiry is taken from when the read began, so the entry never
 // outlives the key.
@@ -165,19 +219,13 @@ func (e *nearEntry) ttl(now time.Time) time.Duration {
 	return max(e.keyExpires.Sub(now), time.Millisecond)
 }
 
-// track keeps Redis's tracking of the key prefix on (in broadcast mode)
-// until ctx ends. Whenever a tracking connection is lost, the cache is
+// track keeps Redis's tracking of the near cache's reads on until ctx
+// ends. Whenever a tracking connection is lost, the cache is
 // emptied and serves nothing until tracking is back. The log says when
 // tracking goes (at warn, once until it has held again) and when it comes
 // back (at info); NearTracking follows it.
-func (n *near) track(ctx context.Context, opts *redis.Options, prefix string, log *zap.Logger) {
-	t := newTracking(opts, func() {
-		// go-redis reconnects a pub/sub connection by itself: stop
-		// serving at once, and let the loop set tracking up again.
-		n.ready.Store(false)
-		n.flush()
-	})
-	defer t.close()
+func (n *near) track(ctx context.Context, log *zap.Logger) {
+	defer n.t.close()
 
 	n.report.NearTracking(false)
 	// A Redis that keeps refusing (an ACL without CLIENT or SUBSCRIBE, a
@@ -203,7 +251,7 @@ func (n *near) track(ctx context.Context, opts *redis.Options, prefix string, lo
 		},
 	}
 	for ctx.Err() == nil {
-		held, err := t.session(ctx, []any{"BCAST", "PREFIX", prefix}, h)
+		held, err := n.t.session(ctx, nil, h)
 		n.ready.Store(false)
 		n.flush()
 		n.report.NearTracking(false)

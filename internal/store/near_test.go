@@ -51,12 +51,20 @@ func nearStore(t *testing.T, addr string) (*store.Store, *nearCounts) {
 // nearStoreLogs is nearStore with what the store logs.
 func nearStoreLogs(t *testing.T, addr string) (*store.Store, *nearCounts, *observer.ObservedLogs) {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	t.Cleanup(func() { _ = rdb.Close() })
+	rdb := nearClient(t, addr, "", "")
 	counts := &nearCounts{}
 	s, logs := openNear(t, rdb, counts)
 	waitNearReady(t, s)
 	return s, counts, logs
+}
+
+// nearClient is a client of addr made as the service makes its own, through
+// store.Tune, which the near cache's tracked connections rely on.
+func nearClient(t *testing.T, addr, user, password string) redis.UniversalClient {
+	t.Helper()
+	rdb := redis.NewUniversalClient(store.Tune(&redis.UniversalOptions{Addrs: []string{addr}, Username: user, Password: password}, time.Second))
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
 }
 
 // waitNearReady reads a key until the near cache answers it.
@@ -349,8 +357,7 @@ func TestNearCacheTrackingComesBack(t *testing.T) {
 func TestNearCacheRefusedTracking(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t, "--user", "app", "on", ">app-pw", "~*", "&*", "+@all", "-client|tracking")
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, Username: "app", Password: "app-pw"})
-	t.Cleanup(func() { _ = rdb.Close() })
+	rdb := nearClient(t, srv.Addr, "app", "app-pw")
 	counts := &nearCounts{}
 	s, logs := openNear(t, rdb, counts)
 	ctx := context.Background()
@@ -373,5 +380,53 @@ func TestNearCacheRefusedTracking(t *testing.T) {
 	}
 	if counts.tracking.Load() {
 		t.Error("tracking is refused but the gauge says 1")
+	}
+}
+
+// TestNearCacheHearsOnlyOfWhatItRead writes many keys the near cache never
+// read, then one it did: Redis tells it of that one alone (in broadcast
+// mode it would hear of every write under the prefix), and the cache
+// stops serving the old value.
+func TestNearCacheHearsOnlyOfWhatItRead(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	s, counts := nearStore(t, srv.Addr)
+	ctx := context.Background()
+	if err := s.Set(ctx, "read", "old", "", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "read"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(ctx, "read"); err != nil || !got.Near {
+		t.Fatalf("second read: %+v, %v; want it from the near cache", got, err)
+	}
+	other := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { _ = other.Close() })
+	before := counts.invalidations.Load()
+	for i := range 200 {
+		if err := other.Set(ctx, fmt.Sprintf("near:unread-%d", i), "v", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := other.Set(ctx, "near:read", "new", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		got, err := s.Get(ctx, "read")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Value == "new" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still %q 2 s after another client wrote the key", got.Value)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := counts.invalidations.Load() - before; n != 1 {
+		t.Errorf("the near cache heard of %d changes; want 1: the one key it read", n)
 	}
 }

@@ -164,14 +164,14 @@ func (s *Store) openNear(ctx context.Context) {
 			zap.String("topology", s.cfg.Topology()))
 		return
 	}
-	n, err := newNear(ncfg, s.tel)
+	n, err := newNear(ncfg, c, s.tel)
 	if err != nil {
 		s.log.Warn("near cache off", zap.Error(err))
 		return
 	}
 	s.near = n
 	s.tel.NearEnabled()
-	go n.track(ctx, c.Options(), s.prefix, s.log.Named("near_cache"))
+	go n.track(ctx, s.log.Named("near_cache"))
 	s.log.Info("near cache on", zap.Int("entries", ncfg.NearSize), zap.Int("bytes", ncfg.NearMaxBytes),
 		zap.Stringer("max_staleness", ncfg.NearTTL))
 }

@@ -79,7 +79,6 @@ func (s *Store) Get(ctx context.Context, key string) (String, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	k := s.key(key)
-	var st stamp
 	if s.near != nil && ctx.Value(bypassNear{}) == nil {
 		if e, ok := s.near.get(k); ok {
 			s.lookup(OpGet, nil)
@@ -87,7 +86,16 @@ func (s *Store) Get(ctx context.Context, key string) (String, error) {
 			str.Near = true
 			return str, nil
 		}
-		st = s.near.begin(k)
+		value, pttl, ok, err := s.near.read(ctx, k, s.cfg.Timeout)
+		if ok {
+			if err != nil {
+				err = wrap("get", err)
+				s.lookup(OpGet, err)
+				return String{}, err
+			}
+			s.lookup(OpGet, nil)
+			return newString(value, remaining(pttl)), nil
+		}
 	}
 	var get *redis.StringCmd
 	var pttl *redis.DurationCmd
@@ -105,9 +113,6 @@ func (s *Store) Get(ctx context.Context, key string) (String, error) {
 		return String{}, err
 	}
 	s.lookup(OpGet, nil)
-	if s.near != nil && !st.at.IsZero() {
-		s.near.put(k, get.Val(), pttl.Val(), st)
-	}
 	return newString(get.Val(), remaining(pttl.Val())), nil
 }
 

@@ -13,27 +13,45 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
-// tracking is a pair of connections through which Redis tells the process
-// which keys changed (CLIENT TRACKING): the subscriber receives the
-// invalidations, the control connection turns tracking on, redirected to
-// the subscriber, and (in Redis's default mode) is the connection whose
-// reads Redis remembers. The near cache and the key watches each have
-// their own.
+// tracking is how Redis tells the process which keys changed (CLIENT
+// TRACKING): a subscriber receives the invalidations, and tracked
+// connections turn tracking on, redirected to the subscriber. In Redis's
+// default mode Redis remembers the keys each tracked connection reads, so
+// only the reads made through them are heard of; in broadcast mode one
+// tracked connection stands for every key under a prefix. The near cache
+// and the key watches each have their own.
 type tracking struct {
-	sub, ctl *redis.Client
-	subID    atomic.Int64
-	// mu serialises the use of the control connection: the session's
-	// checks and the reads of its owner share it.
-	mu   sync.Mutex
-	conn *redis.Conn
+	sub   *redis.Client
+	subID atomic.Int64
+	// open makes a tracked connection; size is how many a session holds.
+	open func() *redis.Conn
+	size int
+	// ctl is the client open takes connections from when the owner gave
+	// none of its own, nil otherwise.
+	ctl  *redis.Client
+	lost func()
+
+	mu  sync.Mutex
+	cur *trackedConns // the session's connections, nil while none holds
 }
 
-// newTracking makes the connections from opts (one server, or Sentinel's
-// primary). lost is called whenever the subscriber reconnects by itself:
-// tracking does not redirect to the new connection, so what the owner
-// holds can no longer be kept right.
-func newTracking(opts *redis.Options, lost func()) *tracking {
-	t := &tracking{}
+// trackedConns are one session's tracked connections.
+type trackedConns struct {
+	free chan *redis.Conn
+	done chan struct{} // closed when the session ends
+	// failed is set when a connection failed under a caller: Redis may
+	// have forgotten what it read, so the session must start again.
+	failed atomic.Bool
+}
+
+// newTracking makes the subscriber from opts (one server, or Sentinel's
+// primary). A session holds size tracked connections, each made by open,
+// or, when open is nil, by a client of tracking's own from opts. lost is
+// called whenever the subscriber reconnects by itself, and whenever a
+// tracked connection fails under a caller: tracking then no longer tells
+// of every change, so what the owner holds can no longer be kept right.
+func newTracking(opts *redis.Options, size int, open func() *redis.Conn, lost func()) *tracking {
+	t := &tracking{size: size, open: open, lost: lost}
 	subOpts := *opts
 	subOpts.PoolSize, subOpts.MinIdleConns = 1, 0
 	// RESP2: Redis then sends a redirected invalidation as a message on
@@ -47,34 +65,88 @@ func newTracking(opts *redis.Options, lost func()) *tracking {
 	}
 	// The options share their maintenance-notification settings with the
 	// caller's client, whose connections may rewrite them as they
-	// connect: each tracking client gets its own, off (a tracking
+	// connect: a client of tracking's own gets its own, off (a tracking
 	// connection follows no maintenance).
 	subOpts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	t.sub = redis.NewClient(&subOpts)
-	ctlOpts := *opts
-	ctlOpts.PoolSize, ctlOpts.MinIdleConns = 1, 0
-	ctlOpts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	t.ctl = redis.NewClient(&ctlOpts)
+	if open == nil {
+		ctlOpts := *opts
+		ctlOpts.PoolSize, ctlOpts.MinIdleConns = size, 0
+		ctlOpts.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+		t.ctl = redis.NewClient(&ctlOpts)
+		t.open = t.ctl.Conn
+	}
 	return t
 }
 
 func (t *tracking) close() {
 	_ = t.sub.Close()
-	_ = t.ctl.Close()
+	if t.ctl != nil {
+		_ = t.ctl.Close()
+	}
 }
 
-// errTrackingDown is what a read through the control connection returns
+// errTrackingDown is what a read through a tracked connection returns
 // while no session holds.
 var errTrackingDown = fmt.Errorf("tracking is down: %w", ErrUnavailable)
 
-// do runs fn on the control connection of the session that holds, alone.
+// errTrackingBusy is what tryDo returns when every tracked connection is
+// in use.
+var errTrackingBusy = errors.New("every tracked connection is busy")
+
+// do runs fn on a tracked connection of the session that holds, waiting
+// for one to be free.
 func (t *tracking) do(fn func(conn *redis.Conn) error) error {
+	return t.use(true, fn)
+}
+
+// tryDo is do without the wait: when every tracked connection is in use
+// it returns errTrackingBusy at once.
+func (t *tracking) tryDo(fn func(conn *redis.Conn) error) error {
+	return t.use(false, fn)
+}
+
+func (t *tracking) use(wait bool, fn func(conn *redis.Conn) error) error {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.conn == nil {
+	set := t.cur
+	t.mu.Unlock()
+	if set == nil {
 		return errTrackingDown
 	}
-	return fn(t.conn)
+	var conn *redis.Conn
+	if wait {
+		select {
+		case conn = <-set.free:
+		case <-set.done:
+			return errTrackingDown
+		}
+	} else {
+		select {
+		case conn = <-set.free:
+		default:
+			return errTrackingBusy
+		}
+	}
+	select {
+	case <-set.done:
+		set.free <- conn
+		return errTrackingDown
+	default:
+	}
+	err := fn(conn)
+	if broken(err) {
+		set.failed.Store(true)
+		t.lost()
+	}
+	set.free <- conn
+	return err
+}
+
+// broken says whether err leaves a connection's state unknown: anything but
+// a reply of Redis's.
+func broken(err error) bool {
+	var rerr redis.Error
+	return err != nil && !errors.Is(err, redis.Nil) && !errors.As(err, &rerr)
 }
 
 // trackingHandler is what a session tells its owner.
@@ -90,9 +162,9 @@ type trackingHandler struct {
 }
 
 // session turns tracking on with mode (CLIENT TRACKING's arguments after
-// REDIRECT: BCAST and its prefixes, or none for the default mode) and
-// passes on invalidations until a connection fails. held says whether
-// tracking was on before it failed.
+// REDIRECT: BCAST and its prefixes, or none for the default mode) on each
+// tracked connection, and passes on invalidations until a connection
+// fails. held says whether tracking was on before it failed.
 func (t *tracking) session(ctx context.Context, mode []any, h trackingHandler) (held bool, err error) {
 	ps := t.sub.Subscribe(ctx, "__redis__:invalidate")
 	defer func() { _ = ps.Close() }()
@@ -100,36 +172,50 @@ func (t *tracking) session(ctx context.Context, mode []any, h trackingHandler) (
 		return false, err
 	}
 	id := t.subID.Load()
-	conn := t.ctl.Conn()
+	set := &trackedConns{free: make(chan *redis.Conn, t.size), done: make(chan struct{})}
+	conns := make([]*redis.Conn, 0, t.size)
 	defer func() {
 		t.mu.Lock()
-		t.conn = nil
+		t.cur = nil
 		t.mu.Unlock()
-		_ = conn.Close()
+		close(set.done)
+		// Wait for the connections in use, then drop them all: Redis
+		// forgets what a closed connection read.
+		for range len(conns) {
+			<-set.free
+		}
+		for _, conn := range conns {
+			_ = conn.Close()
+		}
 	}()
-	// The pooled connection may still track from a previous round.
-	if err := conn.Do(ctx, "CLIENT", "TRACKING", "off").Err(); err != nil {
-		return false, err
-	}
 	args := append([]any{"CLIENT", "TRACKING", "on", "REDIRECT", id}, mode...)
-	if err := conn.Do(ctx, args...).Err(); err != nil {
-		return false, err
+	for range t.size {
+		conn := t.open()
+		conns = append(conns, conn)
+		set.free <- conn
+		// A pooled connection may still track from a previous round.
+		if err := conn.Do(ctx, "CLIENT", "TRACKING", "off").Err(); err != nil {
+			return false, err
+		}
+		if err := conn.Do(ctx, args...).Err(); err != nil {
+			return false, err
+		}
 	}
 	t.mu.Lock()
-	t.conn = conn
+	t.cur = set
 	t.mu.Unlock()
 	h.up()
-	for {
+	for !set.failed.Load() {
 		msg, err := ps.ReceiveTimeout(ctx, time.Second)
 		var netErr interface{ Timeout() bool }
 		switch {
 		case err != nil && errors.As(err, &netErr) && netErr.Timeout():
-			// Quiet: check that both connections still hold, and that the
+			// Quiet: check that the connections still hold, and that the
 			// subscriber is still the connection tracking redirects to.
 			if err := ps.Ping(ctx); err != nil {
 				return true, err
 			}
-			if err := t.do(func(conn *redis.Conn) error { return t.check(ctx, conn, id, h.check) }); err != nil {
+			if err := t.check(ctx, set, id, h.check); err != nil {
 				return true, err
 			}
 			continue
@@ -151,18 +237,33 @@ func (t *tracking) session(ctx context.Context, mode []any, h trackingHandler) (
 		}
 		h.changed(keys)
 	}
+	return true, errors.New("a tracked connection failed")
 }
 
-func (t *tracking) check(ctx context.Context, conn *redis.Conn, id int64, more func(context.Context, *redis.Conn) error) error {
+// check runs the checks on each tracked connection in turn (and more, when
+// set, on the first).
+func (t *tracking) check(ctx context.Context, set *trackedConns, id int64, more func(context.Context, *redis.Conn) error) error {
+	for i := range t.size {
+		conn := <-set.free
+		err := t.checkOne(ctx, conn, id)
+		if err == nil && i == 0 && more != nil {
+			err = more(ctx, conn)
+		}
+		set.free <- conn
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *tracking) checkOne(ctx context.Context, conn *redis.Conn, id int64) error {
 	info, err := conn.Do(ctx, "CLIENT", "TRACKINGINFO").Result()
 	if err != nil {
 		return err
 	}
 	if !strings.Contains(fmt.Sprint(info), fmt.Sprint(id)) || t.subID.Load() != id {
 		return fmt.Errorf("tracking no longer redirects to the subscriber %d: %v", id, info)
-	}
-	if more != nil {
-		return more(ctx, conn)
 	}
 	return nil
 }

@@ -119,7 +119,7 @@ func (s *Store) openWatches(ctx context.Context) {
 		return
 	}
 	h := &watchHub{s: s, log: s.log.Named("watch"), keys: map[string]map[string]*watched{}, up: make(chan struct{}), kick: make(chan struct{}, 1)}
-	h.t = newTracking(c.Options(), func() {})
+	h.t = newTracking(c.Options(), 1, nil, func() {})
 	s.watches = h
 	s.watchStart = sync.OnceFunc(func() { go h.run(ctx, isFailoverClient(c)) })
 }
