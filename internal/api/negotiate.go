@@ -26,7 +26,7 @@ func negotiate(c *gin.Context, offered []contenttype.MediaType) int {
 		return 0
 	}
 	for i, t := range offered {
-		if t.Equal(chosen) {
+		if t.Type == chosen.Type && t.Subtype == chosen.Subtype {
 			return i
 		}
 	}

@@ -205,12 +205,15 @@ func (h *handler) getString(c *gin.Context) error {
 // any other is JSON first, as it always was, and its bytes only when
 // Accept prefers application/octet-stream.
 func rawType(c *gin.Context, typ string) (string, bool) {
-	offered := untypedOffers
+	// The offers are compared by position: MediaType.Equal compares
+	// parameters with reflection, which cost a near-cache hit more than
+	// its SHA-1 (bench/results.md, issue 24).
+	offered, asJSON := untypedOffers, 0
 	if typ != "" {
-		offered = []contenttype.MediaType{contenttype.NewMediaType(typ), octetStreamType, jsonType}
+		offered, asJSON = []contenttype.MediaType{contenttype.NewMediaType(typ), octetStreamType, jsonType}, 2
 	}
 	switch i := negotiate(c, offered); {
-	case i < 0 || offered[i].Equal(jsonType):
+	case i < 0 || i == asJSON:
 		return "", false
 	case typ != "" && i == 0:
 		return typ, true

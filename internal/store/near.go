@@ -69,7 +69,9 @@ type near struct {
 }
 
 type nearEntry struct {
-	value      string
+	value string
+	// tag is the value's entity tag, computed once for every hit.
+	tag        string
 	keyExpires time.Time // zero when the key has no TTL
 	until      time.Time // served until then at most
 	gen, epoch uint64
@@ -107,7 +109,7 @@ func newNear(cfg NearConfig, rdb *redis.Client, report NearRecorder) (*near, err
 	c, err := otter.New(&otter.Options[string, *nearEntry]{
 		MaximumWeight: uint64(cfg.NearMaxBytes), //nolint:gosec // positive, at most 1 GiB.
 		Weigher: func(k string, e *nearEntry) uint32 {
-			return max(uint32(len(k)+len(e.value)+64), share) //nolint:gosec // bounded by maxValue.
+			return max(uint32(len(k)+len(e.value)+len(e.tag)+64), share) //nolint:gosec // bounded by maxValue.
 		},
 		OnDeletion: func(e otter.DeletionEvent[string, *nearEntry]) {
 			if e.Cause == otter.CauseOverflow {
@@ -188,7 +190,7 @@ func (n *near) put(key, value string, pttl time.Duration, st stamp) {
 	if !n.ready.Load() || len(value) > n.maxValue || st.gen != n.stripe(key).Load() || st.epoch != n.epoch.Load() {
 		return
 	}
-	e := &nearEntry{value: value, until: st.at.Add(n.maxStale), gen: st.gen, epoch: st.epoch}
+	e := &nearEntry{value: value, tag: Tag(value), until: st.at.Add(n.maxStale), gen: st.gen, epoch: st.epoch}
 	if pttl > 0 {
 		e.keyExpires = st.at.Add(pttl)
 		if e.keyExpires.Before(e.until) {

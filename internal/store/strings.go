@@ -24,11 +24,18 @@ type String struct {
 	// stored is what Redis holds: the value, after its type when it has
 	// one (see encodeValue).
 	stored string
+	// tag is Tag(stored) when the near cache already knew it, "" if not.
+	tag string
 }
 
 // Tag is the value's entity tag: the tag of what Redis holds, type and
 // bytes, which is what a conditional write compares in Redis.
-func (s String) Tag() string { return Tag(s.stored) }
+func (s String) Tag() string {
+	if s.tag != "" {
+		return s.tag
+	}
+	return Tag(s.stored)
+}
 
 // newString reads a value as Redis holds it.
 func newString(stored string, ttl time.Duration) String {
@@ -76,14 +83,14 @@ func ValueTag(value, typ string) string { return Tag(encodeValue(value, typ)) }
 // Get returns a string and its TTL in one round trip (a pipeline of GET and
 // PTTL).
 func (s *Store) Get(ctx context.Context, key string) (String, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
 	k := s.key(key)
 	if s.near != nil && ctx.Value(bypassNear{}) == nil {
+		// A hit needs no deadline: it is answered before any timer could
+		// matter, and setting one costs more than the lookup.
 		if e, ok := s.near.get(k); ok {
 			s.lookup(OpGet, nil)
 			str := newString(e.value, e.ttl(time.Now()))
-			str.Near = true
+			str.Near, str.tag = true, e.tag
 			return str, nil
 		}
 		value, pttl, ok, err := s.near.read(ctx, k, s.cfg.Timeout)
@@ -97,6 +104,8 @@ func (s *Store) Get(ctx context.Context, key string) (String, error) {
 			return newString(value, remaining(pttl)), nil
 		}
 	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
 	var get *redis.StringCmd
 	var pttl *redis.DurationCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
