@@ -19,8 +19,6 @@ import (
 	"github.com/dubebox/dubebox/internal/setting"
 	"github.com/dubebox/dubebox/observability"
 	"github.com/gin-gonic/gin"
-	"go.opentelemetry.io/contrib/instrumentation/github.com/gin-gonic/gin/otelgin"
-	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 )
@@ -244,15 +242,7 @@ func New(cfg Config, deps Deps) http.Handler {
 	r.Use(
 		assignRequestID,
 		untrustedTrace(prefixes(cfg.TrustedProxies)),
-		otelgin.Middleware(cfg.ServiceName,
-			otelgin.WithTracerProvider(deps.TracerProvider),
-			otelgin.WithPropagators(observability.Propagator()),
-			// Request metrics are ours (Prometheus); otelgin's would be
-			// computed and thrown away.
-			otelgin.WithMeterProvider(noop.NewMeterProvider()),
-			// Scrapes every few seconds would bury the traces that matter.
-			otelgin.WithFilter(func(r *http.Request) bool { return r.URL.Path != "/metrics" }),
-		),
+		serverSpans(cfg.ServiceName, deps.TracerProvider, observability.Propagator()),
 		h.accessLog(),
 		h.recoverPanics,
 		httpMetrics(deps.Metrics),

@@ -23,12 +23,9 @@ import (
 // RequestIDHeader carries the request id in and out.
 const RequestIDHeader = "X-Request-ID"
 
-const (
-	requestIDKey = "dubebox.request_id"
-	// failureKey holds the *failure that respond or recoverPanics noted,
-	// for the request's one log line.
-	failureKey = "dubebox.failure"
-)
+// failureKey holds the *failure that respond or recoverPanics noted, for
+// the request's one log line.
+const failureKey = "dubebox.failure"
 
 // UnmatchedRoute is the route label of a request that matched no route, so
 // that random paths cannot grow the number of metric series.
@@ -78,14 +75,15 @@ func assignRequestID(c *gin.Context) {
 	if !saneRequestID(id) {
 		id = newRequestID()
 	}
-	c.Set(requestIDKey, id)
 	c.Header(RequestIDHeader, id)
 	c.Next()
 }
 
-// requestID returns the id assignRequestID gave the request.
+// requestID returns the id assignRequestID gave the request. It is read
+// back from the answer's header, not kept in the context's keys: the
+// first key costs each request a map.
 func requestID(c *gin.Context) string {
-	return c.GetString(requestIDKey)
+	return c.Writer.Header().Get(RequestIDHeader)
 }
 
 func saneRequestID(id string) bool {
