@@ -420,7 +420,7 @@ func TestBench(t *testing.T) {
 	checkFigures(t, txs.figures())
 	fleet := measureFleet(t, pl, bin, rs)
 	checkFigures(t, fleet.figures())
-	wd := besideWebdis(t, pl, rs, bin, lg, baseline, sink.URL)
+	wd := besideWebdis(t, pl, rs, bin, baseline, sink.URL)
 	checkFigures(t, wd.figures())
 	if wd.stale > 0 {
 		t.Errorf("%d of %d reads right after the same client's write answered another value through the near cache", wd.stale, wd.pairs)
@@ -497,11 +497,7 @@ func renderReport(pl plan, redisGet, redisSet result, on, off figures, olRate, o
 	row("baseline: straightforward telemetry at defaults, PUT", bl.defaults.put)
 	b.WriteString("\n| target | measured | goal | met |\n|---|---:|---:|---|\n")
 	check := func(name string, v, goal float64, higher bool, unit string) {
-		met := v >= goal
-		if !higher {
-			met = v <= goal
-		}
-		fmt.Fprintf(&b, "| %s | %.2f%s | %s %.2f%s | %v |\n", name, v, unit, map[bool]string{true: "≥", false: "≤"}[higher], goal, unit, met)
+		targetRow(&b, name, v, goal, higher, unit)
 	}
 	check("GET API/Redis (telemetry on)", on.get.rps/redisGet.rps, 0.4, true, "")
 	check("PUT API/Redis (telemetry on)", on.put.rps/redisSet.rps, 0.4, true, "")
