@@ -366,13 +366,15 @@ var txFailures = map[string]string{
 // fill completes an operation's result from what the store did.
 func (r *txResult) fill(op store.TxOp, done store.TxResult) {
 	n := done.Int
+	// A set and an expire give the TTL they left: none (0) is -1, as
+	// Redis's TTL says of a key without one.
+	secs := int64(-1)
+	if op.TTL != 0 {
+		secs = ttlSeconds(op.TTL)
+	}
 	switch op.Op {
 	case store.TxSet:
 		r.ETag = quoted(done.Tag)
-		secs := ttlSeconds(op.TTL)
-		if op.TTL == 0 {
-			secs = -1
-		}
 		r.TTLSeconds = &secs
 	case store.TxDelete:
 		deleted := n == 1
@@ -380,10 +382,6 @@ func (r *txResult) fill(op store.TxOp, done store.TxResult) {
 	case store.TxIncr, store.TxHIncr:
 		r.Value = &n
 	case store.TxExpire:
-		secs := ttlSeconds(op.TTL)
-		if op.TTL == 0 {
-			secs = -1
-		}
 		r.TTLSeconds = &secs
 	case store.TxHSet:
 		r.Added = &n
