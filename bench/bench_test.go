@@ -349,7 +349,8 @@ func TestBench(t *testing.T) {
 	bin := filepath.Join(dir, "dubebox")
 	lg := filepath.Join(dir, "loadgen")
 	baseline := filepath.Join(dir, "baseline")
-	if err := servicetest.Build(dir, "./cmd/dubebox", "./cmd/loadgen", "./bench/baseline"); err != nil {
+	vegeta := filepath.Join(dir, "vegeta")
+	if err := servicetest.Build(dir, "./cmd/dubebox", "./cmd/loadgen", "./bench/baseline", "github.com/tsenart/vegeta/v12"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -420,7 +421,7 @@ func TestBench(t *testing.T) {
 	checkFigures(t, txs.figures())
 	fleet := measureFleet(t, pl, bin, rs)
 	checkFigures(t, fleet.figures())
-	wd := besideWebdis(t, pl, rs, bin, baseline, sink.URL)
+	wd := besideWebdis(t, pl, rs, bin, vegeta, baseline, sink.URL)
 	checkFigures(t, wd.figures())
 	if wd.stale > 0 {
 		t.Errorf("%d of %d reads right after the same client's write answered another value through the near cache", wd.stale, wd.pairs)

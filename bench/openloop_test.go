@@ -3,14 +3,17 @@
 package bench
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
 	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
-
-	vegeta "github.com/tsenart/vegeta/v12/lib"
 )
 
 // constantRate is what a constant-rate run found: the p99 latency (ms),
@@ -26,36 +29,60 @@ const olRate = 10000
 
 // atConstantRate sends Zipf GETs (s = 1 over zipfKeys, as zipfScript) to
 // prefix + rank at rate per second for d with vegeta, an open-loop load
-// generator: a request is sent when it is due whether or not the ones
+// generator we did not write (v12.13.0, a tool of go.mod, built by
+// TestBench): a request is sent when it is due whether or not the ones
 // before it were answered, so a stall shows in the latencies instead of
-// slowing the load down.
-func atConstantRate(t *testing.T, prefix string, rate int, d time.Duration) constantRate {
+// slowing the load down. It runs as a process of its own, as a client
+// would, not inside the test's process, which also reads the servers'
+// logs and takes their traces.
+func atConstantRate(t *testing.T, vegeta, prefix string, rate int, d time.Duration) constantRate {
 	t.Helper()
+	// vegeta reads its targets in turn: a long enough list drawn from the
+	// distribution is the distribution.
 	cdf := make([]float64, zipfKeys)
 	total := 0.0
 	for k := range cdf {
 		total += 1 / float64(k+1)
 		cdf[k] = total
 	}
-	var mu sync.Mutex
 	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 24))
-	targeter := func(tgt *vegeta.Target) error {
-		mu.Lock()
-		rank := sort.SearchFloat64s(cdf, rnd.Float64()*total)
-		mu.Unlock()
-		tgt.Method, tgt.URL = "GET", prefix+strconv.Itoa(rank)
-		return nil
+	var targets bytes.Buffer
+	for range 20 * zipfKeys {
+		fmt.Fprintf(&targets, "GET %s%d\n", prefix, sort.SearchFloat64s(cdf, rnd.Float64()*total))
 	}
-	atk := vegeta.NewAttacker(vegeta.KeepAlive(true), vegeta.Timeout(5*time.Second))
-	var m vegeta.Metrics
-	for res := range atk.Attack(targeter, vegeta.Rate{Freq: rate, Per: time.Second}, d, "open loop") {
-		m.Add(res)
+	file := filepath.Join(t.TempDir(), "targets")
+	if err := os.WriteFile(file, targets.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	m.Close()
-	if m.Requests == 0 {
-		t.Fatalf("vegeta sent nothing to %s", prefix)
+	attack := exec.Command(vegeta, "attack", "-targets", file, "-rate", strconv.Itoa(rate)+"/1s",
+		"-duration", d.String(), "-keepalive", "-timeout", "5s")
+	report := exec.Command(vegeta, "report", "-type", "json")
+	pipe, err := attack.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return constantRate{p99: float64(m.Latencies.P99) / float64(time.Millisecond), rate: m.Throughput, success: m.Success}
+	report.Stdin = pipe
+	var stderr bytes.Buffer
+	attack.Stderr = &stderr
+	if err := attack.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := report.Output()
+	if werr := attack.Wait(); werr != nil || err != nil {
+		t.Fatalf("vegeta: %v, %v\n%s", werr, err, stderr.Bytes())
+	}
+	var sum struct {
+		Requests   int     `json:"requests"`
+		Throughput float64 `json:"throughput"`
+		Success    float64 `json:"success"`
+		Latencies  struct {
+			P99 float64 `json:"99th"`
+		} `json:"latencies"`
+	}
+	if err := json.Unmarshal(out, &sum); err != nil || sum.Requests == 0 {
+		t.Fatalf("vegeta report: %v\n%s", err, out)
+	}
+	return constantRate{p99: sum.Latencies.P99 / float64(time.Millisecond), rate: sum.Throughput, success: sum.Success}
 }
 
 // medianRate is the median of each figure of rs.

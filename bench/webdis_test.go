@@ -100,7 +100,7 @@ const (
 // key's GET and PUT; then the open-loop p99 at olRate of Webdis and of
 // DubeBox as shipped, alternated; and on the near cache, read-your-writes
 // and the cross-instance staleness.
-func besideWebdis(t *testing.T, pl plan, rs *redistest.Server, bin, baseline, otlp string) webdisRun {
+func besideWebdis(t *testing.T, pl plan, rs *redistest.Server, bin, vegeta, baseline, otlp string) webdisRun {
 	t.Helper()
 	redisAddr := rs.Addr
 	servicetest.Need(t, "webdis", "install Webdis (apt-get install -y webdis)")
@@ -192,13 +192,15 @@ func besideWebdis(t *testing.T, pl plan, rs *redistest.Server, bin, baseline, ot
 			run.redisCPU[w][name] = median(redisCPUs[w][name])
 		}
 	}
+	// The peak before the open-loop runs, whose connections are another
+	// load than the closed loop's 32.
+	run.shippedRSS = servers[shipped].peakRSS(t)
 	var ws, ds []constantRate
 	for range pl.repeats {
-		ws = append(ws, atConstantRate(t, webdis+"/GET/dubebox:zipf", olRate, pl.openLoop))
-		ds = append(ds, atConstantRate(t, servers[shipped].base+"/v1/kv/zipf", olRate, pl.openLoop))
+		ws = append(ws, atConstantRate(t, vegeta, webdis+"/GET/dubebox:zipf", olRate, pl.openLoop))
+		ds = append(ds, atConstantRate(t, vegeta, servers[shipped].base+"/v1/kv/zipf", olRate, pl.openLoop))
 	}
 	run.olWebdis, run.olShipped = medianRate(ws), medianRate(ds)
-	run.shippedRSS = servers[shipped].peakRSS(t)
 	near := servers[nearFull]
 	run.nearRSS = near.peakRSS(t)
 	run.pairs, run.stale = readYourWrites(t, near.base, pl)
