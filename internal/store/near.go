@@ -83,19 +83,23 @@ type stamp struct {
 	at         time.Time
 }
 
-// nearConns is how many tracked connections fill the near cache. Reads
-// that find them all busy go to Redis through the store's pool and are
-// not kept: only a key's first reads need one.
-const nearConns = 4
+// nearConns is how many tracked connections fill the near cache, taken
+// from the store's pool and held while tracking is up: at most 4, and at
+// most a quarter of the pool, so that requests keep the rest. Reads that
+// find them all busy go to Redis through the pool and are not kept: only
+// a key's first reads need one. A pool of fewer than 4 leaves none, and
+// the near cache off.
+func nearConns(poolSize int) int { return min(4, poolSize/4) }
 
-// newNear makes the near cache over rdb, whose connections fill it.
-func newNear(cfg NearConfig, rdb *redis.Client, report NearRecorder) (*near, error) {
+// newNear makes the near cache over rdb, whose connections (conns of
+// them) fill it.
+func newNear(cfg NearConfig, rdb *redis.Client, conns int, report NearRecorder) (*near, error) {
 	n := &near{seed: maphash.MakeSeed(), maxStale: cfg.NearTTL, report: report}
 	// The tracked connections come from rdb, so their reads are traced
 	// and measured like any other. rdb's options are Tune's: without
 	// maintenance notifications, which an EphemeralConn would otherwise
 	// negotiate again on the options it shares with rdb.
-	n.t = newTracking(rdb.Options(), nearConns, rdb.EphemeralConn, func() {
+	n.t = newTracking(rdb.Options(), conns, rdb.EphemeralConn, func() {
 		// go-redis reconnects a pub/sub connection by itself: stop
 		// serving at once, and let the loop set tracking up again.
 		n.ready.Store(false)

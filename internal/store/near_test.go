@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -272,6 +273,61 @@ func TestNearCacheOnlyOnOneServer(t *testing.T) {
 		}
 		if n := logs.FilterMessageSnippet("near cache off: it needs one Redis server").FilterLevelExact(zap.InfoLevel).Len(); n != 1 {
 			t.Errorf("%T: %d info lines saying why the near cache is off, want 1: %v", rdb, n, logs.All())
+		}
+	}
+}
+
+// TestNearCacheLeavesThePoolToRequests opens the near cache over small
+// pools: its tracked connections come from the pool, so it takes at most a
+// quarter of it (none of a pool of 3: it stays off and says why), and
+// requests still get connections while it tracks.
+func TestNearCacheLeavesThePoolToRequests(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	small := func(size int) redis.UniversalClient {
+		rdb := redis.NewUniversalClient(store.Tune(&redis.UniversalOptions{Addrs: []string{srv.Addr}, PoolSize: size}, time.Second))
+		t.Cleanup(func() { _ = rdb.Close() })
+		return rdb
+	}
+	s, logs := openNear(t, small(3), &nearCounts{})
+	if s.NearCacheOn() {
+		t.Error("a pool of 3: the near cache is on")
+	}
+	if n := logs.FilterMessageSnippet("near cache off: REDIS_POOL_SIZE").FilterLevelExact(zap.WarnLevel).Len(); n != 1 {
+		t.Errorf("%d warnings saying why the near cache is off, want 1: %v", n, logs.All())
+	}
+	s, _ = openNear(t, small(4), &nearCounts{})
+	waitNearReady(t, s)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for c := range 8 {
+		wg.Go(func() {
+			key := fmt.Sprintf("pool-%d", c)
+			for i := range 200 {
+				if err := s.Set(ctx, key, strconv.Itoa(i), "", 0); err != nil {
+					errs <- err
+					return
+				}
+				if got, err := s.Get(ctx, key); err != nil || got.Value != strconv.Itoa(i) {
+					errs <- fmt.Errorf("read %q, %w after writing %d", got.Value, err, i)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for c := range 8 {
+		key := fmt.Sprintf("pool-%d", c)
+		if _, err := s.Get(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.Get(ctx, key); err != nil || !got.Near {
+			t.Errorf("a pool of 4: the second read of %s: %+v, %v; want it from the near cache", key, got, err)
 		}
 	}
 }

@@ -164,7 +164,13 @@ func (s *Store) openNear(ctx context.Context) {
 			zap.String("topology", s.cfg.Topology()))
 		return
 	}
-	n, err := newNear(ncfg, c, s.tel)
+	conns := nearConns(c.Options().PoolSize)
+	if conns == 0 {
+		s.log.Warn("near cache off: REDIS_POOL_SIZE leaves it no connection (it takes a quarter of the pool, up to 4, for its tracked reads)",
+			zap.Int("pool_size", c.Options().PoolSize))
+		return
+	}
+	n, err := newNear(ncfg, c, conns, s.tel)
 	if err != nil {
 		s.log.Warn("near cache off", zap.Error(err))
 		return
