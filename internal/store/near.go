@@ -165,26 +165,18 @@ func (n *near) read(ctx context.Context, key string, timeout time.Duration) (val
 	// mid-read is closed, and that ends the tracking session.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
-	var get *redis.StringCmd
-	var pt *redis.DurationCmd
 	err = n.t.tryDo(func(conn *redis.Conn) error {
-		_, err := conn.Pipelined(ctx, func(p redis.Pipeliner) error {
-			get = p.Get(ctx, key)
-			pt = p.PTTL(ctx, key)
-			return nil
-		})
+		value, pttl, err = getWithTTL(ctx, conn, key)
 		return err
 	})
 	switch {
 	case errors.Is(err, errTrackingBusy) || errors.Is(err, errTrackingDown):
 		return "", 0, false, nil
-	case err != nil && !errors.Is(err, redis.Nil):
+	case err != nil:
 		return "", 0, true, err
-	case get.Err() != nil:
-		return "", 0, true, get.Err()
 	}
-	n.put(key, get.Val(), pt.Val(), st)
-	return get.Val(), pt.Val(), true, nil
+	n.put(key, value, pttl, st)
+	return value, pttl, true, nil
 }
 
 // put keeps what a read that began at st found: value, with pttl left.

@@ -84,6 +84,10 @@ func ValueTag(value, typ string) string { return Tag(encodeValue(value, typ)) }
 // PTTL).
 func (s *Store) Get(ctx context.Context, key string) (String, error) {
 	k := s.key(key)
+	var stored string
+	var pttl time.Duration
+	var err error
+	read := false
 	if s.near != nil && ctx.Value(bypassNear{}) == nil {
 		// A hit needs no deadline: it is answered before any timer could
 		// matter, and setting one costs more than the lookup.
@@ -93,28 +97,12 @@ func (s *Store) Get(ctx context.Context, key string) (String, error) {
 			str.Near, str.tag = true, e.tag
 			return str, nil
 		}
-		value, pttl, ok, err := s.near.read(ctx, k, s.cfg.Timeout)
-		if ok {
-			if err != nil {
-				err = wrap("get", err)
-				s.lookup(OpGet, err)
-				return String{}, err
-			}
-			s.lookup(OpGet, nil)
-			return newString(value, remaining(pttl)), nil
-		}
+		stored, pttl, read, err = s.near.read(ctx, k, s.cfg.Timeout)
 	}
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	var get *redis.StringCmd
-	var pttl *redis.DurationCmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		get = p.Get(ctx, k)
-		pttl = p.PTTL(ctx, k)
-		return nil
-	})
-	if err == nil || errors.Is(err, redis.Nil) {
-		err = get.Err()
+	if !read {
+		ctx, cancel := s.ctx(ctx)
+		defer cancel()
+		stored, pttl, err = getWithTTL(ctx, s.rdb, k)
 	}
 	if err != nil {
 		err = wrap("get", err)
@@ -122,7 +110,29 @@ func (s *Store) Get(ctx context.Context, key string) (String, error) {
 		return String{}, err
 	}
 	s.lookup(OpGet, nil)
-	return newString(get.Val(), remaining(pttl.Val())), nil
+	return newString(stored, remaining(pttl)), nil
+}
+
+// pipeliner is what getWithTTL reads through: the store's client, or one
+// of the near cache's tracked connections.
+type pipeliner interface {
+	Pipelined(ctx context.Context, fn func(redis.Pipeliner) error) ([]redis.Cmder, error)
+}
+
+// getWithTTL reads key's value and PTTL through c in one round trip (a
+// pipeline of GET and PTTL). A missing key is redis.Nil.
+func getWithTTL(ctx context.Context, c pipeliner, key string) (string, time.Duration, error) {
+	var get *redis.StringCmd
+	var pttl *redis.DurationCmd
+	_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.Get(ctx, key)
+		pttl = p.PTTL(ctx, key)
+		return nil
+	})
+	if err == nil || errors.Is(err, redis.Nil) {
+		err = get.Err()
+	}
+	return get.Val(), pttl.Val(), err
 }
 
 // Set stores a string of media type typ ("" for none), replacing any
