@@ -26,10 +26,10 @@ const tracingScope = "github.com/dubebox/dubebox/internal/api/serverspans"
 // records its HTTP metrics into a meter (here a no-op one: the request
 // metrics are Prometheus's), for every request, sampled or not: about 7 µs
 // of CPU per request, a sixth of a near-cache hit's (bench/results.md,
-// issue 24). Here the attributes are computed only for a span that
-// records. That changes no sampling decision: the samplers the service
-// offers (OTEL_TRACES_SAMPLER) decide on the trace id and the parent, not
-// on attributes.
+// issue 24). Here the name and attributes are computed only for a span
+// that records. That changes no sampling decision: the samplers the
+// service offers (OTEL_TRACES_SAMPLER) decide on the trace id and the
+// parent, not on the name or the attributes.
 //
 // service is the server's name (server.address); its port comes from the
 // request's Host.
@@ -42,10 +42,13 @@ func serverSpans(service string, tp trace.TracerProvider, prop propagation.TextM
 			return
 		}
 		ctx := prop.Extract(c.Request.Context(), propagation.HeaderCarrier(c.Request.Header))
-		ctx, span := tracer.Start(ctx, spanName(c), trace.WithSpanKind(trace.SpanKindServer))
+		// The name is set, like the attributes, only on a span that
+		// records: the samplers do not read it either.
+		ctx, span := tracer.Start(ctx, "", trace.WithSpanKind(trace.SpanKindServer))
 		defer span.End()
 		recording := span.IsRecording()
 		if recording {
+			span.SetName(spanName(c))
 			span.SetAttributes(requestAttrs(c, service)...)
 		}
 		// Unlike otelgin, the request keeps the span's context once it
