@@ -83,6 +83,41 @@ func waitNearReady(t *testing.T, s *store.Store) {
 	t.Fatal("the near cache never started answering")
 }
 
+// cached writes key and reads it until the near cache answers it.
+func cached(t *testing.T, s *store.Store, key, value string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := s.Set(ctx, key, value, "", 0); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+		if got, err := s.Get(ctx, key); err == nil && got.Near {
+			return
+		}
+	}
+	t.Fatalf("%s: the near cache never answered it", key)
+}
+
+// waitValue reads key until it is want, for at most within: a value
+// written elsewhere must stop being served from memory by then.
+func waitValue(t *testing.T, s *store.Store, key, want string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		got, err := s.Get(context.Background(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Value == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still %q %v after %q was written elsewhere", key, got.Value, within, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // TestNearCacheReadsYourWrites races writers, each writing its own key and
 // reading it back at once, with readers that keep loading those keys into
 // the near cache: no read after a write may answer an older value.
@@ -213,11 +248,7 @@ func TestNearCacheEmptiesWhenTrackingIsLost(t *testing.T) {
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	t.Cleanup(func() { _ = admin.Close() })
 	ctx := context.Background()
-	if err := s.Set(ctx, "k", "old", "", 0); err != nil {
-		t.Fatal(err)
-	}
-	for got, _ := s.Get(ctx, "k"); !got.Near; got, _ = s.Get(ctx, "k") {
-	}
+	cached(t, s, "k", "old")
 	if err := admin.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -242,17 +273,57 @@ func TestNearCacheEmptiesWhenTrackingIsLost(t *testing.T) {
 	}
 }
 
+// TestNearCacheEmptiesWhenATrackedConnectionIsLost kills the connections
+// the near cache read through, not the subscriber: Redis then forgets the
+// keys they read and will not announce their next change, so the cache
+// must stop serving them well before NEAR_CACHE_TTL (5 s here) would.
+func TestNearCacheEmptiesWhenATrackedConnectionIsLost(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	s, _ := nearStore(t, srv.Addr)
+	admin := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { _ = admin.Close() })
+	ctx := context.Background()
+	cached(t, s, "k", "old")
+	clients, err := admin.ClientList(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := 0
+	for line := range strings.Lines(clients) {
+		id, flags := "", ""
+		for field := range strings.FieldsSeq(line) {
+			if v, ok := strings.CutPrefix(field, "id="); ok {
+				id = v
+			}
+			if v, ok := strings.CutPrefix(field, "flags="); ok {
+				flags = v
+			}
+		}
+		if strings.Contains(flags, "t") {
+			if err := admin.Do(ctx, "CLIENT", "KILL", "ID", id).Err(); err != nil {
+				t.Fatal(err)
+			}
+			killed++
+		}
+	}
+	if killed == 0 {
+		t.Fatalf("no tracked connection in CLIENT LIST:\n%s", clients)
+	}
+	if err := admin.Set(ctx, "near:k", "new", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitValue(t, s, "k", "new", 3*time.Second)
+	waitNearReady(t, s)
+}
+
 // TestNearCacheBypass checks that a read under WithoutNearCache goes to Redis.
 func TestNearCacheBypass(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	s, _ := nearStore(t, srv.Addr)
 	ctx := context.Background()
-	if err := s.Set(ctx, "k", "v", "", 0); err != nil {
-		t.Fatal(err)
-	}
-	for got, _ := s.Get(ctx, "k"); !got.Near; got, _ = s.Get(ctx, "k") {
-	}
+	cached(t, s, "k", "v")
 	if got, err := s.Get(store.WithoutNearCache(ctx), "k"); err != nil || got.Near {
 		t.Fatalf("WithoutNearCache: %+v, %v; want an answer from Redis", got, err)
 	}
@@ -468,20 +539,7 @@ func TestNearCacheHearsOnlyOfWhatItRead(t *testing.T) {
 	if err := other.Set(ctx, "near:read", "new", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		got, err := s.Get(ctx, "read")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got.Value == "new" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still %q 2 s after another client wrote the key", got.Value)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitValue(t, s, "read", "new", 2*time.Second)
 	if n := counts.invalidations.Load() - before; n != 1 {
 		t.Errorf("the near cache heard of %d changes; want 1: the one key it read", n)
 	}
